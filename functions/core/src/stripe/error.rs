@@ -1,0 +1,91 @@
+//! Typed Stripe errors: Stripe's own error object, kept whole, apart from
+//! transport, timeout and decode failures.
+
+use serde::{Deserialize, Serialize};
+
+/// Stripe's error object (`{"error": {...}}`), as documented in the API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StripeApiError {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decline_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ErrorEnvelope {
+    pub error: StripeApiError,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StripeError {
+    /// Stripe answered with an error object.
+    #[error("Stripe answered {status}: {}", .error.message.as_deref().unwrap_or(&.error.kind))]
+    Api {
+        status: u16,
+        error: StripeApiError,
+        request_id: Option<String>,
+        /// Stripe's own verdict on retrying (`Stripe-Should-Retry`), if given.
+        should_retry: Option<bool>,
+    },
+    /// Stripe (or a proxy in front of it) answered with a body that is not
+    /// Stripe's JSON: an HTML 502, a truncated body.
+    #[error("unreadable answer from Stripe (HTTP {status}): {message}")]
+    Decode {
+        status: u16,
+        message: String,
+        request_id: Option<String>,
+    },
+    #[error("Stripe did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("could not reach Stripe: {0}")]
+    Transport(#[source] reqwest::Error),
+    /// The request could not be built (a bad base URL or path).
+    #[error("invalid Stripe request: {0}")]
+    InvalidRequest(String),
+}
+
+impl StripeError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } | Self::Decode { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::Api { request_id, .. } | Self::Decode { request_id, .. } => request_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn api_error(&self) -> Option<&StripeApiError> {
+        match self {
+            Self::Api { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// True when the same request may succeed later: network failures,
+    /// timeouts, 409, 429, 5xx, or Stripe saying so. Stripe's explicit
+    /// `Stripe-Should-Retry` wins over the status.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Api { status, should_retry, .. } => {
+                should_retry.unwrap_or(matches!(status, 409 | 429 | 500..=599))
+            }
+            Self::Decode { status, .. } => *status >= 500 || *status == 429,
+            Self::Timeout(_) | Self::Transport(_) => true,
+            Self::InvalidRequest(_) => false,
+        }
+    }
+}
