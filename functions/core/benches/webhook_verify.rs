@@ -23,7 +23,16 @@ fn bench(c: &mut Criterion) {
     let header = sign_header(&body, secret, now);
     let secrets = vec![SecretString::from(secret.to_string())];
     c.bench_function("verify 2 KB event", |b| {
-        b.iter(|| verify(black_box(&body), Some(black_box(&header)), &secrets, now, 300).unwrap())
+        b.iter(|| {
+            verify(
+                black_box(&body),
+                Some(black_box(&header)),
+                &secrets,
+                now,
+                300,
+            )
+            .unwrap()
+        })
     });
 }
 

@@ -48,22 +48,32 @@ impl Config {
         let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
             match get(name) {
                 None => Ok(default),
-                Some(v) => v.parse().map_err(|_| ConfigError { name, reason: format!("{v:?} is not a whole number") }),
+                Some(v) => v.parse().map_err(|_| ConfigError {
+                    name,
+                    reason: format!("{v:?} is not a whole number"),
+                }),
             }
         };
-        let stripe_api_base = get("STRIPE_API_BASE").unwrap_or_else(|| DEFAULT_API_BASE.to_string());
+        let stripe_api_base =
+            get("STRIPE_API_BASE").unwrap_or_else(|| DEFAULT_API_BASE.to_string());
         if !(stripe_api_base.starts_with("https://") || stripe_api_base.starts_with("http://")) {
-            return Err(ConfigError { name: "STRIPE_API_BASE", reason: "must be an http(s) URL".into() });
+            return Err(ConfigError {
+                name: "STRIPE_API_BASE",
+                reason: "must be an http(s) URL".into(),
+            });
         }
         let public_base_url = get("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_string());
         Ok(Self {
             stripe_api_base: stripe_api_base.trim_end_matches('/').to_string(),
-            stripe_api_version: get("STRIPE_API_VERSION").unwrap_or_else(|| DEFAULT_API_VERSION.to_string()),
+            stripe_api_version: get("STRIPE_API_VERSION")
+                .unwrap_or_else(|| DEFAULT_API_VERSION.to_string()),
             table_name: get("TABLE_NAME"),
             secret_prefix: get("SECRET_PREFIX").unwrap_or_else(|| "stripe-connector/".to_string()),
             public_base_url,
             addr: get("CONNECTOR_ADDR").unwrap_or_else(|| "127.0.0.1:3000".to_string()),
-            data_dir: PathBuf::from(get("CONNECTOR_DATA_DIR").unwrap_or_else(|| "./.connector".to_string())),
+            data_dir: PathBuf::from(
+                get("CONNECTOR_DATA_DIR").unwrap_or_else(|| "./.connector".to_string()),
+            ),
             api_token: get("CONNECTOR_API_TOKEN").map(SecretString::from),
             stripe_max_retries: number("STRIPE_MAX_RETRIES", 2)? as u32,
             stripe_timeout: Duration::from_secs(number("STRIPE_TIMEOUT_SECS", 20)?),
@@ -86,7 +96,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -103,11 +116,21 @@ mod tests {
 
     #[test]
     fn overrides_and_bad_values() {
-        let c = from(&[("STRIPE_API_BASE", "http://127.0.0.1:8420/"), ("PUBLIC_BASE_URL", "https://x.example/")]).unwrap();
+        let c = from(&[
+            ("STRIPE_API_BASE", "http://127.0.0.1:8420/"),
+            ("PUBLIC_BASE_URL", "https://x.example/"),
+        ])
+        .unwrap();
         assert_eq!(c.stripe_api_base, "http://127.0.0.1:8420");
         assert_eq!(c.public_base_url.as_deref(), Some("https://x.example"));
-        assert_eq!(from(&[("STRIPE_MAX_RETRIES", "many")]).unwrap_err().name, "STRIPE_MAX_RETRIES");
-        assert_eq!(from(&[("STRIPE_API_BASE", "ftp://x")]).unwrap_err().name, "STRIPE_API_BASE");
+        assert_eq!(
+            from(&[("STRIPE_MAX_RETRIES", "many")]).unwrap_err().name,
+            "STRIPE_MAX_RETRIES"
+        );
+        assert_eq!(
+            from(&[("STRIPE_API_BASE", "ftp://x")]).unwrap_err().name,
+            "STRIPE_API_BASE"
+        );
     }
 
     #[test]

@@ -28,7 +28,13 @@ pub struct ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.kind, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.kind,
+            self.message
+        )
     }
 }
 
@@ -36,7 +42,13 @@ impl std::error::Error for ApiError {}
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into(), param: None, stripe: None }
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+            stripe: None,
+        }
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
@@ -61,19 +73,31 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid bearer token")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or invalid bearer token",
+        )
     }
 
     /// A failure of ours or of a dependency (store, secrets). The cause is
     /// logged here; the caller sees a generic message.
     pub fn internal(context: &'static str, cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "{context}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", format!("{context}; try again"))
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            format!("{context}; try again"),
+        )
     }
 
     pub fn service_unavailable(context: &'static str, cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "{context}");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", format!("{context}; try again"))
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            format!("{context}; try again"),
+        )
     }
 
     pub fn to_response(&self) -> Response {
@@ -98,7 +122,9 @@ impl From<StripeError> for ApiError {
         match err {
             StripeError::Api { status, error, .. } => {
                 let code = match status {
-                    400 | 402 | 404 | 409 | 429 => StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                    400 | 402 | 404 | 409 | 429 => {
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY)
+                    }
                     401 | 403 => StatusCode::BAD_GATEWAY,
                     s if (400..500).contains(&s) => StatusCode::BAD_REQUEST,
                     _ => StatusCode::BAD_GATEWAY,
@@ -111,17 +137,30 @@ impl From<StripeError> for ApiError {
                 let message = match status {
                     401 => "Stripe rejected the connection's API key".to_string(),
                     403 => "the connection's API key lacks permission for this call".to_string(),
-                    _ => error.message.clone().unwrap_or_else(|| format!("Stripe answered {status}")),
+                    _ => error
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| format!("Stripe answered {status}")),
                 };
                 let mut stripe = serde_json::to_value(&error).unwrap_or(Value::Null);
                 stripe["status"] = json!(status);
                 if let Some(id) = request_id {
                     stripe["request_id"] = json!(id);
                 }
-                ApiError { status: code, kind, message, param: error.param.clone(), stripe: Some(stripe) }
+                ApiError {
+                    status: code,
+                    kind,
+                    message,
+                    param: error.param.clone(),
+                    stripe: Some(stripe),
+                }
             }
             StripeError::Decode { status, .. } => {
-                tracing::warn!(status, request_id = request_id.as_deref(), "unreadable answer from Stripe");
+                tracing::warn!(
+                    status,
+                    request_id = request_id.as_deref(),
+                    "unreadable answer from Stripe"
+                );
                 let mut e = ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "stripe_unavailable",
@@ -137,9 +176,15 @@ impl From<StripeError> for ApiError {
             ),
             StripeError::Transport(e) => {
                 tracing::warn!(error = %e, "could not reach Stripe");
-                ApiError::new(StatusCode::BAD_GATEWAY, "stripe_unreachable", "could not reach Stripe")
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "stripe_unreachable",
+                    "could not reach Stripe",
+                )
             }
-            StripeError::InvalidRequest(m) => ApiError::internal("could not build the Stripe request", &m),
+            StripeError::InvalidRequest(m) => {
+                ApiError::internal("could not build the Stripe request", &m)
+            }
         }
     }
 }
@@ -148,8 +193,10 @@ pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = http::Response::new(Bytes::from(bytes));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -174,17 +221,30 @@ pub fn check_size(body: &[u8], limit: usize) -> Result<(), ApiError> {
 /// field as a JSON path in `param`.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     check_size(body, MAX_JSON_BODY)?;
-    let text = std::str::from_utf8(body)
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "request body is not UTF-8"))?;
+    let text = std::str::from_utf8(body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "request body is not UTF-8",
+        )
+    })?;
     if text.trim().is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "request body is empty; expected a JSON object"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "request body is empty; expected a JSON object",
+        ));
     }
     let mut de = serde_json::Deserializer::from_str(text);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            return ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("malformed JSON: {inner}"));
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("malformed JSON: {inner}"),
+            );
         }
         let message = without_position(&inner.to_string());
         // The path names the offending field, an unknown one included.
@@ -193,8 +253,13 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         err.param = param;
         err
     })?;
-    de.end()
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("malformed JSON: {e}")))?;
+    de.end().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("malformed JSON: {e}"),
+        )
+    })?;
     Ok(value)
 }
 
@@ -236,7 +301,11 @@ mod tests {
         let e = err(br#"{"name": "x", "colour": "red"}"#);
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         assert_eq!(e.param.as_deref(), Some("colour"));
-        assert!(e.message.contains("unknown field `colour`"), "{}", e.message);
+        assert!(
+            e.message.contains("unknown field `colour`"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -278,7 +347,10 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
         assert_eq!(resp.headers()["content-type"], "application/json");
         let v: Value = serde_json::from_slice(resp.body()).unwrap();
-        assert_eq!(v, json!({"error": {"type": "invalid_request", "message": "not an email", "param": "email"}}));
+        assert_eq!(
+            v,
+            json!({"error": {"type": "invalid_request", "message": "not an email", "param": "email"}})
+        );
     }
 
     #[test]
@@ -296,7 +368,16 @@ mod tests {
             request_id: Some("req_123".into()),
             should_retry: None,
         };
-        for (stripe, ours) in [(402, 402), (404, 404), (409, 409), (429, 429), (400, 400), (500, 502), (503, 502), (401, 502)] {
+        for (stripe, ours) in [
+            (402, 402),
+            (404, 404),
+            (409, 409),
+            (429, 429),
+            (400, 400),
+            (500, 502),
+            (503, 502),
+            (401, 502),
+        ] {
             let e = ApiError::from(api(stripe));
             assert_eq!(e.status.as_u16(), ours, "Stripe {stripe}");
             let s = e.stripe.unwrap();

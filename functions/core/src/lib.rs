@@ -1,7 +1,15 @@
 //! The Stripe connector's library: domain, ports and adapters shared by every
 //! Lambda function and the dev server.
 
+pub mod adapters;
+pub mod api;
+pub mod app;
+pub mod catalog;
 pub mod config;
 pub mod http;
+pub mod ids;
+pub mod lambda;
+pub mod model;
+pub mod ports;
 pub mod stripe;
 pub mod webhook;

@@ -108,7 +108,9 @@ pub fn verify(
     let header = header.ok_or(SignatureError::MissingHeader)?;
     let parsed = parse_header(header)?;
     // As stripe-python does, a blank secret counts as none.
-    let secrets = secrets.iter().filter(|s| !s.expose_secret().trim().is_empty());
+    let secrets = secrets
+        .iter()
+        .filter(|s| !s.expose_secret().trim().is_empty());
     let mut any_secret = false;
     let mut candidates: Vec<[u8; 32]> = Vec::with_capacity(parsed.v1.len());
     for sig in &parsed.v1 {
@@ -147,7 +149,10 @@ pub fn compute_signature(payload: &[u8], secret: &str, timestamp: i64) -> String
 
 /// A complete `Stripe-Signature` header value for this payload.
 pub fn sign_header(payload: &[u8], secret: &str, timestamp: i64) -> String {
-    format!("t={timestamp},v1={}", compute_signature(payload, secret, timestamp))
+    format!(
+        "t={timestamp},v1={}",
+        compute_signature(payload, secret, timestamp)
+    )
 }
 
 #[cfg(test)]
@@ -159,11 +164,19 @@ mod tests {
     const NOW: i64 = 1_700_000_000;
 
     fn secrets(list: &[&str]) -> Vec<SecretString> {
-        list.iter().map(|s| SecretString::from(s.to_string())).collect()
+        list.iter()
+            .map(|s| SecretString::from(s.to_string()))
+            .collect()
     }
 
     fn check(header: &str) -> Result<(), SignatureError> {
-        verify(PAYLOAD, Some(header), &secrets(&[SECRET]), NOW, DEFAULT_TOLERANCE_SECS)
+        verify(
+            PAYLOAD,
+            Some(header),
+            &secrets(&[SECRET]),
+            NOW,
+            DEFAULT_TOLERANCE_SECS,
+        )
     }
 
     #[test]
@@ -181,15 +194,23 @@ mod tests {
 
     #[test]
     fn header_that_is_not_key_values() {
-        assert_eq!(check("bad_header"), Err(SignatureError::MalformedHeader("no timestamp")));
-        assert_eq!(check(""), Err(SignatureError::MalformedHeader("no timestamp")));
+        assert_eq!(
+            check("bad_header"),
+            Err(SignatureError::MalformedHeader("no timestamp"))
+        );
+        assert_eq!(
+            check(""),
+            Err(SignatureError::MalformedHeader("no timestamp"))
+        );
     }
 
     #[test]
     fn empty_timestamp() {
         assert_eq!(
             check("t="),
-            Err(SignatureError::MalformedHeader("timestamp is not an integer"))
+            Err(SignatureError::MalformedHeader(
+                "timestamp is not an integer"
+            ))
         );
     }
 
@@ -203,20 +224,28 @@ mod tests {
     fn non_integer_timestamp() {
         assert_eq!(
             check("t=abc,v1=00"),
-            Err(SignatureError::MalformedHeader("timestamp is not an integer"))
+            Err(SignatureError::MalformedHeader(
+                "timestamp is not an integer"
+            ))
         );
     }
 
     #[test]
     fn only_v0_signature_is_no_v1() {
         let good = compute_signature(PAYLOAD, SECRET, NOW);
-        assert_eq!(check(&format!("t={NOW},v0={good}")), Err(SignatureError::NoV1Signature));
+        assert_eq!(
+            check(&format!("t={NOW},v0={good}")),
+            Err(SignatureError::NoV1Signature)
+        );
     }
 
     #[test]
     fn unknown_schemes_are_ignored() {
         let good = compute_signature(PAYLOAD, SECRET, NOW);
-        assert_eq!(check(&format!("t={NOW},v0=abc,v2=def,v1={good},foo=bar")), Ok(()));
+        assert_eq!(
+            check(&format!("t={NOW},v0=abc,v2=def,v1={good},foo=bar")),
+            Ok(())
+        );
     }
 
     #[test]
@@ -226,7 +255,10 @@ mod tests {
             Err(SignatureError::NoMatchingSignature)
         );
         let zeros = "0".repeat(64);
-        assert_eq!(check(&format!("t={NOW},v1={zeros}")), Err(SignatureError::NoMatchingSignature));
+        assert_eq!(
+            check(&format!("t={NOW},v1={zeros}")),
+            Err(SignatureError::NoMatchingSignature)
+        );
     }
 
     #[test]
@@ -240,7 +272,13 @@ mod tests {
     fn rolled_key_new_secret_signs_old_still_configured() {
         let header = sign_header(PAYLOAD, "whsec_new", NOW);
         assert_eq!(
-            verify(PAYLOAD, Some(&header), &secrets(&["whsec_old", "whsec_new"]), NOW, 300),
+            verify(
+                PAYLOAD,
+                Some(&header),
+                &secrets(&["whsec_old", "whsec_new"]),
+                NOW,
+                300
+            ),
             Ok(())
         );
         assert_eq!(
@@ -257,7 +295,10 @@ mod tests {
             compute_signature(PAYLOAD, "whsec_new", NOW)
         );
         for s in ["whsec_old", "whsec_new"] {
-            assert_eq!(verify(PAYLOAD, Some(&header), &secrets(&[s]), NOW, 300), Ok(()));
+            assert_eq!(
+                verify(PAYLOAD, Some(&header), &secrets(&[s]), NOW, 300),
+                Ok(())
+            );
         }
     }
 
@@ -276,7 +317,10 @@ mod tests {
     #[test]
     fn zero_tolerance_disables_the_time_check() {
         let old = sign_header(PAYLOAD, SECRET, 12_345);
-        assert_eq!(verify(PAYLOAD, Some(&old), &secrets(&[SECRET]), NOW, 0), Ok(()));
+        assert_eq!(
+            verify(PAYLOAD, Some(&old), &secrets(&[SECRET]), NOW, 0),
+            Ok(())
+        );
     }
 
     #[test]
@@ -289,7 +333,10 @@ mod tests {
     #[test]
     fn empty_body() {
         let header = sign_header(b"", SECRET, NOW);
-        assert_eq!(verify(b"", Some(&header), &secrets(&[SECRET]), NOW, 300), Ok(()));
+        assert_eq!(
+            verify(b"", Some(&header), &secrets(&[SECRET]), NOW, 300),
+            Ok(())
+        );
         assert_eq!(
             verify(b" ", Some(&header), &secrets(&[SECRET]), NOW, 300),
             Err(SignatureError::NoMatchingSignature)
@@ -300,14 +347,20 @@ mod tests {
     fn non_utf8_body_bytes() {
         let body = [0xff, 0xfe, 0x00, b'{', 0x80];
         let header = sign_header(&body, SECRET, NOW);
-        assert_eq!(verify(&body, Some(&header), &secrets(&[SECRET]), NOW, 300), Ok(()));
+        assert_eq!(
+            verify(&body, Some(&header), &secrets(&[SECRET]), NOW, 300),
+            Ok(())
+        );
     }
 
     #[test]
     fn unicode_payload() {
         let body = "{\"name\": \"Zoë 😀 日本\"}".as_bytes();
         let header = sign_header(body, SECRET, NOW);
-        assert_eq!(verify(body, Some(&header), &secrets(&[SECRET]), NOW, 300), Ok(()));
+        assert_eq!(
+            verify(body, Some(&header), &secrets(&[SECRET]), NOW, 300),
+            Ok(())
+        );
     }
 
     #[test]
@@ -316,7 +369,13 @@ mod tests {
         // trims a secret once, where a user enters it.
         let header = sign_header(PAYLOAD, SECRET, NOW);
         assert_eq!(
-            verify(PAYLOAD, Some(&header), &secrets(&[" whsec_test_secret \n"]), NOW, 300),
+            verify(
+                PAYLOAD,
+                Some(&header),
+                &secrets(&[" whsec_test_secret \n"]),
+                NOW,
+                300
+            ),
             Err(SignatureError::NoMatchingSignature)
         );
     }
@@ -339,7 +398,10 @@ mod tests {
     #[test]
     fn no_secret_configured() {
         let header = sign_header(PAYLOAD, SECRET, NOW);
-        assert_eq!(verify(PAYLOAD, Some(&header), &[], NOW, 300), Err(SignatureError::NoSecret));
+        assert_eq!(
+            verify(PAYLOAD, Some(&header), &[], NOW, 300),
+            Err(SignatureError::NoSecret)
+        );
         assert_eq!(
             verify(PAYLOAD, Some(&header), &secrets(&[" \t\n"]), NOW, 300),
             Err(SignatureError::NoSecret)

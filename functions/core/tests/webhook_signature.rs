@@ -19,7 +19,13 @@ fn agrees_with_stripe_python_on_every_vector() {
         let payload = v["payload"].as_str().unwrap().as_bytes();
         let header = v["header"].as_str().unwrap();
         let ts = v["timestamp"].as_i64().unwrap();
-        let ours = verify(payload, Some(header), &secret(v["secret"].as_str().unwrap()), ts, 300);
+        let ours = verify(
+            payload,
+            Some(header),
+            &secret(v["secret"].as_str().unwrap()),
+            ts,
+            300,
+        );
         let expected = match v["stripe_python"].as_str().unwrap() {
             "ok" => Ok(()),
             "No signatures found matching the expected signature for payload" => Err("mismatch"),
@@ -36,7 +42,10 @@ fn agrees_with_stripe_python_on_every_vector() {
         assert_eq!(got, expected, "vector {:?} with header {header}", v["name"]);
         if v["name"] == "valid" {
             // Our signer produces the official header byte for byte.
-            assert_eq!(sign_header(payload, v["secret"].as_str().unwrap(), ts), header);
+            assert_eq!(
+                sign_header(payload, v["secret"].as_str().unwrap(), ts),
+                header
+            );
         }
     }
 }

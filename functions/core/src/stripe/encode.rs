@@ -56,9 +56,15 @@ fn walk(prefix: String, value: &Value, out: &mut Vec<(String, String)>) {
         Value::String(s) => out.push((prefix, s.clone())),
         Value::Array(items) if items.is_empty() => out.push((prefix, String::new())),
         Value::Array(items) => {
-            let scalars = items.iter().all(|v| !matches!(v, Value::Array(_) | Value::Object(_)));
+            let scalars = items
+                .iter()
+                .all(|v| !matches!(v, Value::Array(_) | Value::Object(_)));
             for (i, item) in items.iter().enumerate() {
-                let key = if scalars { format!("{prefix}[]") } else { format!("{prefix}[{i}]") };
+                let key = if scalars {
+                    format!("{prefix}[]")
+                } else {
+                    format!("{prefix}[{i}]")
+                };
                 walk(key, item, out);
             }
         }
@@ -98,7 +104,10 @@ mod tests {
 
     #[test]
     fn empty_array_clears_the_list() {
-        assert_eq!(encode(&json!({"default_tax_rates": []})), "default_tax_rates=");
+        assert_eq!(
+            encode(&json!({"default_tax_rates": []})),
+            "default_tax_rates="
+        );
     }
 
     #[test]

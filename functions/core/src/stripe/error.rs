@@ -80,9 +80,11 @@ impl StripeError {
     /// `Stripe-Should-Retry` wins over the status.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Api { status, should_retry, .. } => {
-                should_retry.unwrap_or(matches!(status, 409 | 429 | 500..=599))
-            }
+            Self::Api {
+                status,
+                should_retry,
+                ..
+            } => should_retry.unwrap_or(matches!(status, 409 | 429 | 500..=599)),
             Self::Decode { status, .. } => *status >= 500 || *status == 429,
             Self::Timeout(_) | Self::Transport(_) => true,
             Self::InvalidRequest(_) => false,

@@ -107,7 +107,13 @@ pub fn http_client() -> reqwest::Client {
 
 impl StripeClient {
     pub fn new(http: reqwest::Client, settings: Arc<StripeSettings>, key: SecretString) -> Self {
-        Self { http, settings, key, api_version: DEFAULT_API_VERSION.to_string(), account: None }
+        Self {
+            http,
+            settings,
+            key,
+            api_version: DEFAULT_API_VERSION.to_string(),
+            account: None,
+        }
     }
 
     /// Pins `Stripe-Version` for every request of this client.
@@ -131,8 +137,14 @@ impl StripeClient {
     }
 
     /// POST with the caller's idempotency key, or a generated one.
-    pub async fn post(&self, path: &str, body: &Value, idempotency_key: Option<&str>) -> Result<Value, StripeError> {
-        self.request(Method::POST, path, body, idempotency_key).await
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, StripeError> {
+        self.request(Method::POST, path, body, idempotency_key)
+            .await
     }
 
     pub async fn delete(&self, path: &str, query: &Value) -> Result<Value, StripeError> {
@@ -149,7 +161,9 @@ impl StripeClient {
         idempotency_key: Option<&str>,
     ) -> Result<Value, StripeError> {
         if !path.starts_with('/') {
-            return Err(StripeError::InvalidRequest(format!("path must start with '/': {path}")));
+            return Err(StripeError::InvalidRequest(format!(
+                "path must start with '/': {path}"
+            )));
         }
         let encoded = encode::encode(params);
         let is_post = method == Method::POST;
@@ -165,7 +179,14 @@ impl StripeClient {
         }
         let mut retry = 0;
         loop {
-            let outcome = self.attempt(&method, &url, is_post.then_some(&encoded), idempotency_key.as_deref()).await;
+            let outcome = self
+                .attempt(
+                    &method,
+                    &url,
+                    is_post.then_some(&encoded),
+                    idempotency_key.as_deref(),
+                )
+                .await;
             let (err, retry_after) = match outcome {
                 Ok(value) => return Ok(value),
                 Err(e) => e,
@@ -208,26 +229,45 @@ impl StripeClient {
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(body.clone());
         }
-        let resp = req.send().await.map_err(|e| (self.transport_error(e), None))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| (self.transport_error(e), None))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let request_id = header_str(&headers, "request-id");
-        let bytes = resp.bytes().await.map_err(|e| (self.transport_error(e), None))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| (self.transport_error(e), None))?;
         if (200..300).contains(&status) {
             return serde_json::from_slice(&bytes).map_err(|e| {
-                (StripeError::Decode { status, message: e.to_string(), request_id }, None)
+                (
+                    StripeError::Decode {
+                        status,
+                        message: e.to_string(),
+                        request_id,
+                    },
+                    None,
+                )
             });
         }
-        let should_retry = header_str(&headers, "stripe-should-retry").and_then(|v| match v.as_str() {
-            "true" => Some(true),
-            "false" => Some(false),
-            _ => None,
-        });
+        let should_retry =
+            header_str(&headers, "stripe-should-retry").and_then(|v| match v.as_str() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            });
         let retry_after = header_str(&headers, "retry-after")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let err = match serde_json::from_slice::<error::ErrorEnvelope>(&bytes) {
-            Ok(env) => StripeError::Api { status, error: env.error, request_id, should_retry },
+            Ok(env) => StripeError::Api {
+                status,
+                error: env.error,
+                request_id,
+                should_retry,
+            },
             Err(_) => StripeError::Decode {
                 status,
                 message: format!("non-JSON error body ({} bytes)", bytes.len()),
@@ -248,7 +288,12 @@ impl StripeClient {
 
     /// Lists up to `limit` objects, following `starting_after` while Stripe
     /// says there are more. `has_more` is true when objects were left.
-    pub async fn list_all(&self, path: &str, params: &Value, limit: usize) -> Result<Page, StripeError> {
+    pub async fn list_all(
+        &self,
+        path: &str,
+        params: &Value,
+        limit: usize,
+    ) -> Result<Page, StripeError> {
         let mut data = Vec::new();
         let mut params = params.clone();
         loop {
@@ -259,14 +304,27 @@ impl StripeClient {
             let last_id = items.last().and_then(|o| o.get("id")).cloned();
             data.extend(items);
             if !has_more || data.len() >= limit || last_id.is_none() {
-                return Ok(Page { has_more, data, next_page: None });
+                return Ok(Page {
+                    has_more,
+                    data,
+                    next_page: None,
+                });
             }
-            set(&mut params, "starting_after", last_id.unwrap_or(Value::Null));
+            set(
+                &mut params,
+                "starting_after",
+                last_id.unwrap_or(Value::Null),
+            );
         }
     }
 
     /// Searches up to `limit` objects, following `next_page`.
-    pub async fn search_all(&self, path: &str, params: &Value, limit: usize) -> Result<Page, StripeError> {
+    pub async fn search_all(
+        &self,
+        path: &str,
+        params: &Value,
+        limit: usize,
+    ) -> Result<Page, StripeError> {
         let mut data = Vec::new();
         let mut params = params.clone();
         loop {
@@ -275,10 +333,21 @@ impl StripeClient {
             let page = self.get(path, &params).await?;
             let (items, has_more) = page_items(&page);
             data.extend(items);
-            let next = page.get("next_page").and_then(Value::as_str).map(str::to_string);
+            let next = page
+                .get("next_page")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             match next {
-                Some(token) if has_more && data.len() < limit => set(&mut params, "page", Value::from(token)),
-                next => return Ok(Page { data, has_more, next_page: if has_more { next } else { None } }),
+                Some(token) if has_more && data.len() < limit => {
+                    set(&mut params, "page", Value::from(token))
+                }
+                next => {
+                    return Ok(Page {
+                        data,
+                        has_more,
+                        next_page: if has_more { next } else { None },
+                    });
+                }
             }
         }
     }
@@ -302,11 +371,21 @@ fn set(params: &mut Value, key: &str, value: Value) {
 }
 
 fn page_items(page: &Value) -> (Vec<Value>, bool) {
-    let items = page.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
-    let has_more = page.get("has_more").and_then(Value::as_bool).unwrap_or(false);
+    let items = page
+        .get("data")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let has_more = page
+        .get("has_more")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     (items, has_more)
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }

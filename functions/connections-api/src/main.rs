@@ -1,0 +1,6 @@
+//! `connections-api` Lambda: API Gateway requests through the shared bootstrap.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    connector_core::lambda::run_http(connector_core::api::Routes::Connections).await
+}

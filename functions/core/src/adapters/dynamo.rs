@@ -1,0 +1,417 @@
+//! DynamoDB adapter: one table, `pk`/`sk` keys, `gsi1` for newest-first
+//! listings, a stream of new images for fan-out, `expires_at` as TTL.
+//!
+//! Connection `CONN#{id}` / `CONN`; event `CONN#{id}` / `EVT#{event id}`.
+//! Every write is conditional, so a retry or a duplicate is harmless.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
+};
+use serde_json::Value;
+
+use crate::model::{Connection, InsertOutcome, StoredEvent};
+use crate::ports::{ConnectionStore, EventQuery, EventStore, StoreError};
+
+/// An event body larger than this is not stored (DynamoDB items are at most
+/// 400 KB); the event is marked for fetching from Stripe instead.
+pub const MAX_STORED_BODY: usize = 350 * 1024;
+
+pub const GSI1: &str = "gsi1";
+const CONNECTIONS_INDEX_PK: &str = "CONNS";
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn conn_pk(id: &str) -> String {
+    format!("CONN#{id}")
+}
+
+fn sort_time(t: i64, id: &str) -> String {
+    format!("{:012}#{id}", t.max(0))
+}
+
+fn sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    e: SdkError<E, R>,
+) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(&e).to_string())
+}
+
+fn get_s<'a>(item: &'a Item, key: &str) -> Option<&'a str> {
+    item.get(key)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn get_n(item: &Item, key: &str) -> Option<i64> {
+    item.get(key)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn get_bool(item: &Item, key: &str) -> bool {
+    item.get(key)
+        .and_then(|v| v.as_bool().ok())
+        .copied()
+        .unwrap_or(false)
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn connection_item(c: &Connection) -> Result<Item, StoreError> {
+        let record = serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(HashMap::from([
+            ("pk".into(), s(conn_pk(&c.id))),
+            ("sk".into(), s("CONN")),
+            ("gsi1pk".into(), s(CONNECTIONS_INDEX_PK)),
+            ("gsi1sk".into(), s(sort_time(c.created_at, &c.id))),
+            ("record".into(), s(record)),
+        ]))
+    }
+
+    fn connection_from(item: &Item) -> Result<Connection, StoreError> {
+        let text = get_s(item, "record")
+            .ok_or_else(|| StoreError::Corrupt("connection without record".into()))?;
+        serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// The item an event is stored as; the fan-out reads the same attributes
+    /// from the stream.
+    pub fn event_item(e: &StoredEvent) -> Item {
+        let mut item = HashMap::from([
+            ("pk".into(), s(conn_pk(&e.connection_id))),
+            ("sk".into(), s(format!("EVT#{}", e.event_id))),
+            ("gsi1pk".into(), s(format!("EVTS#{}", e.connection_id))),
+            ("gsi1sk".into(), s(sort_time(e.created, &e.event_id))),
+            ("kind".into(), s("event")),
+            ("connection_id".into(), s(&e.connection_id)),
+            ("event_id".into(), s(&e.event_id)),
+            ("event_type".into(), s(&e.event_type)),
+            ("created".into(), n(e.created)),
+            ("livemode".into(), AttributeValue::Bool(e.livemode)),
+            ("body_omitted".into(), AttributeValue::Bool(e.body_omitted)),
+            ("received_at".into(), n(e.received_at)),
+            ("expires_at".into(), n(e.expires_at)),
+        ]);
+        if let Some(v) = &e.api_version {
+            item.insert("api_version".into(), s(v));
+        }
+        if let Some(v) = &e.account {
+            item.insert("account".into(), s(v));
+        }
+        if let Some(body) = &e.body {
+            item.insert("body".into(), s(body));
+        }
+        item
+    }
+
+    pub fn event_from(item: &Item) -> Result<StoredEvent, StoreError> {
+        let req = |k: &str| {
+            get_s(item, k)
+                .map(str::to_string)
+                .ok_or_else(|| StoreError::Corrupt(format!("event without {k}")))
+        };
+        Ok(StoredEvent {
+            connection_id: req("connection_id")?,
+            event_id: req("event_id")?,
+            event_type: req("event_type")?,
+            created: get_n(item, "created").unwrap_or(0),
+            livemode: get_bool(item, "livemode"),
+            api_version: get_s(item, "api_version").map(str::to_string),
+            account: get_s(item, "account").map(str::to_string),
+            body: get_s(item, "body").map(str::to_string),
+            body_omitted: get_bool(item, "body_omitted"),
+            received_at: get_n(item, "received_at").unwrap_or(0),
+            expires_at: get_n(item, "expires_at").unwrap_or(0),
+        })
+    }
+
+    async fn get_item(&self, pk: String, sk: String) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(out.item)
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for DynamoStore {
+    async fn insert_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::connection_item(c)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        self.get_item(conn_pk(id), "CONN".into())
+            .await?
+            .map(|i| Self::connection_from(&i))
+            .transpose()
+    }
+
+    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI1)
+                .key_condition_expression("gsi1pk = :p")
+                .expression_attribute_values(":p", s(CONNECTIONS_INDEX_PK))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in page.items() {
+                out.push(Self::connection_from(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn update_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::connection_item(c)?))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    async fn delete_connection(&self, id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(conn_pk(id)))
+            .key("sk", s("CONN"))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EventStore for DynamoStore {
+    async fn insert_event(&self, e: &StoredEvent) -> Result<InsertOutcome, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::event_item(e)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(InsertOutcome::Inserted),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(InsertOutcome::Duplicate)
+            }
+            Err(err) => Err(sdk_error(err)),
+        }
+    }
+
+    async fn get_event(
+        &self,
+        connection_id: &str,
+        event_id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        self.get_item(conn_pk(connection_id), format!("EVT#{event_id}"))
+            .await?
+            .map(|i| Self::event_from(&i))
+            .transpose()
+    }
+
+    async fn list_events(
+        &self,
+        connection_id: &str,
+        query: &EventQuery,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut start: Option<Item> = None;
+        if let Some(after) = &query.starting_after {
+            let Some(cursor) = self.get_event(connection_id, after).await? else {
+                return Ok(Vec::new());
+            };
+            start = Some(HashMap::from([
+                ("pk".into(), s(conn_pk(connection_id))),
+                ("sk".into(), s(format!("EVT#{after}"))),
+                ("gsi1pk".into(), s(format!("EVTS#{connection_id}"))),
+                ("gsi1sk".into(), s(sort_time(cursor.created, after))),
+            ]));
+        }
+        let mut out = Vec::new();
+        while out.len() < query.limit {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI1)
+                .key_condition_expression("gsi1pk = :p")
+                .expression_attribute_values(":p", s(format!("EVTS#{connection_id}")))
+                .scan_index_forward(false)
+                .limit((query.limit - out.len()).clamp(1, 100) as i32)
+                .set_exclusive_start_key(start.take());
+            if let Some(t) = &query.event_type {
+                q = q
+                    .filter_expression("event_type = :t")
+                    .expression_attribute_values(":t", s(t));
+            }
+            let page = q.send().await.map_err(sdk_error)?;
+            for item in page.items() {
+                out.push(Self::event_from(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        out.truncate(query.limit);
+        Ok(out)
+    }
+}
+
+/// The table definition shared by tests and local set-up (infra/table.json).
+pub const TABLE_DEFINITION: &str = include_str!("../../../../infra/table.json");
+
+/// Creates a table from infra/table.json and switches on its TTL. For tests
+/// and local set-up; in AWS the table comes from template.yaml.
+pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
+    let def: Value =
+        serde_json::from_str(TABLE_DEFINITION).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let key = |k: &Value| {
+        KeySchemaElement::builder()
+            .attribute_name(k["AttributeName"].as_str().unwrap_or_default())
+            .key_type(KeyType::from(k["KeyType"].as_str().unwrap_or_default()))
+            .build()
+    };
+    let bad = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
+    let mut req = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for a in def["AttributeDefinitions"].as_array().into_iter().flatten() {
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(a["AttributeName"].as_str().unwrap_or_default())
+                .attribute_type(ScalarAttributeType::from(
+                    a["AttributeType"].as_str().unwrap_or_default(),
+                ))
+                .build()
+                .map_err(bad)?,
+        );
+    }
+    for k in def["KeySchema"].as_array().into_iter().flatten() {
+        req = req.key_schema(key(k).map_err(bad)?);
+    }
+    for g in def["GlobalSecondaryIndexes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let mut gsi = GlobalSecondaryIndex::builder()
+            .index_name(g["IndexName"].as_str().unwrap_or_default())
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            );
+        for k in g["KeySchema"].as_array().into_iter().flatten() {
+            gsi = gsi.key_schema(key(k).map_err(bad)?);
+        }
+        req = req.global_secondary_indexes(gsi.build().map_err(bad)?);
+    }
+    req = req.stream_specification(
+        StreamSpecification::builder()
+            .stream_enabled(true)
+            .stream_view_type(StreamViewType::NewImage)
+            .build()
+            .map_err(bad)?,
+    );
+    req.send().await.map_err(sdk_error)?;
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(def["TimeToLiveAttribute"].as_str().unwrap_or("expires_at"))
+                .build()
+                .map_err(bad)?,
+        )
+        .send()
+        .await
+        .map_err(sdk_error)?;
+    Ok(())
+}

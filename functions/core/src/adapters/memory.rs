@@ -1,0 +1,140 @@
+//! In-memory adapters for unit tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use async_trait::async_trait;
+
+use crate::model::{Connection, ConnectionSecrets, InsertOutcome, StoredEvent};
+use crate::ports::{
+    Clock, ConnectionStore, EventQuery, EventStore, SecretStore, SecretsError, StoreError,
+};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    connections: Mutex<BTreeMap<String, Connection>>,
+    events: Mutex<BTreeMap<(String, String), StoredEvent>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[async_trait]
+impl ConnectionStore for MemoryStore {
+    async fn insert_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        let mut map = lock(&self.connections);
+        if map.contains_key(&c.id) {
+            return Err(StoreError::Conflict);
+        }
+        map.insert(c.id.clone(), c.clone());
+        Ok(())
+    }
+
+    async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        Ok(lock(&self.connections).get(id).cloned())
+    }
+
+    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
+        let mut all: Vec<_> = lock(&self.connections).values().cloned().collect();
+        all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(all)
+    }
+
+    async fn update_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        let mut map = lock(&self.connections);
+        match map.get_mut(&c.id) {
+            Some(slot) => {
+                *slot = c.clone();
+                Ok(())
+            }
+            None => Err(StoreError::Conflict),
+        }
+    }
+
+    async fn delete_connection(&self, id: &str) -> Result<(), StoreError> {
+        lock(&self.connections).remove(id);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn insert_event(&self, e: &StoredEvent) -> Result<InsertOutcome, StoreError> {
+        let mut map = lock(&self.events);
+        let key = (e.connection_id.clone(), e.event_id.clone());
+        if map.contains_key(&key) {
+            return Ok(InsertOutcome::Duplicate);
+        }
+        map.insert(key, e.clone());
+        Ok(InsertOutcome::Inserted)
+    }
+
+    async fn get_event(
+        &self,
+        connection_id: &str,
+        event_id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(lock(&self.events)
+            .get(&(connection_id.to_string(), event_id.to_string()))
+            .cloned())
+    }
+
+    async fn list_events(
+        &self,
+        connection_id: &str,
+        query: &EventQuery,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let all = lock(&self.events)
+            .values()
+            .filter(|e| e.connection_id == connection_id)
+            .cloned()
+            .collect();
+        Ok(super::page_events(all, query))
+    }
+}
+
+#[derive(Default)]
+pub struct MemorySecrets {
+    map: Mutex<HashMap<String, String>>,
+}
+
+#[async_trait]
+impl SecretStore for MemorySecrets {
+    async fn get_secrets(&self, id: &str) -> Result<Option<ConnectionSecrets>, SecretsError> {
+        lock(&self.map)
+            .get(id)
+            .map(|s| ConnectionSecrets::from_json(s).map_err(|_| SecretsError::Corrupt))
+            .transpose()
+    }
+
+    async fn put_secrets(&self, id: &str, secrets: &ConnectionSecrets) -> Result<(), SecretsError> {
+        lock(&self.map).insert(id.to_string(), secrets.to_json());
+        Ok(())
+    }
+
+    async fn delete_secrets(&self, id: &str) -> Result<(), SecretsError> {
+        lock(&self.map).remove(id);
+        Ok(())
+    }
+}
+
+/// A clock tests set and move.
+pub struct FixedClock(pub AtomicI64);
+
+impl FixedClock {
+    pub fn at(now: i64) -> Self {
+        Self(AtomicI64::new(now))
+    }
+
+    pub fn set(&self, now: i64) {
+        self.0.store(now, Ordering::SeqCst);
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}

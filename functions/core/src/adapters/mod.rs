@@ -1,0 +1,33 @@
+//! Implementations of the ports: DynamoDB and Secrets Manager in AWS, an
+//! embedded SQLite store and a local secrets file for the dev server, and
+//! in-memory ones for unit tests.
+
+pub mod cached_secrets;
+pub mod dynamo;
+pub mod local_secrets;
+pub mod memory;
+pub mod secrets_manager;
+pub mod sqlite;
+
+/// Newest first by (`created`, `event_id`); events after `starting_after`.
+pub(crate) fn page_events(
+    mut events: Vec<crate::model::StoredEvent>,
+    query: &crate::ports::EventQuery,
+) -> Vec<crate::model::StoredEvent> {
+    events.retain(|e| {
+        query
+            .event_type
+            .as_deref()
+            .is_none_or(|t| e.event_type == t)
+    });
+    events.sort_by(|a, b| (b.created, &b.event_id).cmp(&(a.created, &a.event_id)));
+    let start = match &query.starting_after {
+        Some(id) => events
+            .iter()
+            .position(|e| &e.event_id == id)
+            .map(|i| i + 1)
+            .unwrap_or(events.len()),
+        None => 0,
+    };
+    events.into_iter().skip(start).take(query.limit).collect()
+}

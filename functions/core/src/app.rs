@@ -1,0 +1,104 @@
+//! The application: config, ports and the Stripe HTTP client, built once per
+//! process (per Lambda cold start, or once by the dev server).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::adapters::cached_secrets::CachedSecrets;
+use crate::adapters::dynamo::DynamoStore;
+use crate::adapters::local_secrets::LocalSecretsFile;
+use crate::adapters::secrets_manager::SecretsManagerStore;
+use crate::adapters::sqlite::SqliteStore;
+use crate::config::{Config, ConfigError};
+use crate::ports::{Clock, ConnectionStore, EventStore, SecretStore, StoreError, SystemClock};
+use crate::stripe::{StripeClient, StripeSettings, http_client};
+
+/// How long a Lambda keeps a connection's secrets before reading them again.
+pub const SECRETS_CACHE_TTL: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub connections: Arc<dyn ConnectionStore>,
+    pub events: Arc<dyn EventStore>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub clock: Arc<dyn Clock>,
+    http: reqwest::Client,
+    stripe_settings: Arc<StripeSettings>,
+}
+
+impl App {
+    pub fn new(
+        config: Config,
+        connections: Arc<dyn ConnectionStore>,
+        events: Arc<dyn EventStore>,
+        secrets: Arc<dyn SecretStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let stripe_settings = Arc::new(config.stripe_settings());
+        Self {
+            config: Arc::new(config),
+            connections,
+            events,
+            secrets,
+            clock,
+            http: http_client(),
+            stripe_settings,
+        }
+    }
+
+    /// Overrides how the app talks to Stripe (tests shorten the backoff).
+    pub fn with_stripe_settings(mut self, settings: StripeSettings) -> Self {
+        self.stripe_settings = Arc::new(settings);
+        self
+    }
+
+    /// DynamoDB and Secrets Manager, as deployed. AWS settings come from the
+    /// standard SDK environment (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials).
+    pub async fn aws(config: Config) -> Result<Self, ConfigError> {
+        let table = config.table_name.clone().ok_or(ConfigError {
+            name: "TABLE_NAME",
+            reason: "required".into(),
+        })?;
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
+        let secrets = CachedSecrets::new(
+            SecretsManagerStore::new(
+                aws_sdk_secretsmanager::Client::new(&sdk),
+                config.secret_prefix.clone(),
+            ),
+            SECRETS_CACHE_TTL,
+        );
+        Ok(Self::new(
+            config,
+            store.clone(),
+            store,
+            Arc::new(secrets),
+            Arc::new(SystemClock),
+        ))
+    }
+
+    /// The dev server's embedded store and secrets file under the data directory.
+    pub fn embedded(config: Config) -> Result<Self, StoreError> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        let store = Arc::new(SqliteStore::open(&dir.join("connector.db"))?);
+        let secrets = Arc::new(LocalSecretsFile::new(dir.join("secrets.json")));
+        Ok(Self::new(
+            config,
+            store.clone(),
+            store,
+            secrets,
+            Arc::new(SystemClock),
+        ))
+    }
+
+    /// A Stripe client for one key, pinned to a version.
+    pub fn stripe(&self, key: &SecretString, api_version: &str) -> StripeClient {
+        StripeClient::new(self.http.clone(), self.stripe_settings.clone(), key.clone())
+            .with_api_version(api_version)
+    }
+}

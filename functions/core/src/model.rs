@@ -1,0 +1,134 @@
+//! The connector's records: connections, stored events, and the secrets kept
+//! apart from them.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookMode {
+    /// The connector creates and maintains the account's Stripe endpoint.
+    Managed,
+    /// The user made the endpoint in Stripe's dashboard and gave its secret.
+    Manual,
+}
+
+/// A connected Stripe account. Holds no secret: the key and the webhook
+/// secrets live in the secret store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub id: String,
+    pub name: String,
+    pub account_id: String,
+    pub livemode: bool,
+    pub api_version: String,
+    pub webhook_mode: WebhookMode,
+    /// The managed Stripe endpoint (`we_…`), once one exists.
+    pub webhook_endpoint_id: Option<String>,
+    /// The triggers the connection's endpoint is subscribed to, sorted.
+    pub triggers: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One Stripe event as received, stored once per (connection, event id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub connection_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// Stripe's `created` (Unix seconds).
+    pub created: i64,
+    pub livemode: bool,
+    pub api_version: Option<String>,
+    /// `account` on Connect events.
+    pub account: Option<String>,
+    /// The raw body as Stripe sent it; `None` when it was too large to store
+    /// (then `body_omitted` is set and the event is fetched from Stripe).
+    pub body: Option<String>,
+    pub body_omitted: bool,
+    pub received_at: i64,
+    /// When the store may forget the event (Unix seconds; DynamoDB TTL).
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum InsertOutcome {
+    Inserted,
+    Duplicate,
+}
+
+/// A connection's secrets. `Debug` shows neither value.
+#[derive(Clone)]
+pub struct ConnectionSecrets {
+    pub api_key: SecretString,
+    /// Active webhook signing secrets, newest first; more than one during a rotation.
+    pub webhook_secrets: Vec<SecretString>,
+}
+
+impl std::fmt::Debug for ConnectionSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionSecrets")
+            .field("api_key", &"[REDACTED]")
+            .field(
+                "webhook_secrets",
+                &format_args!("[{} REDACTED]", self.webhook_secrets.len()),
+            )
+            .finish()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SecretsWire {
+    api_key: String,
+    #[serde(default)]
+    webhook_secrets: Vec<String>,
+}
+
+impl ConnectionSecrets {
+    /// The JSON kept in the secret store. Only adapters call this.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&SecretsWire {
+            api_key: self.api_key.expose_secret().to_string(),
+            webhook_secrets: self
+                .webhook_secrets
+                .iter()
+                .map(|s| s.expose_secret().to_string())
+                .collect(),
+        })
+        .unwrap_or_default()
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        let wire: SecretsWire = serde_json::from_str(text)?;
+        Ok(Self {
+            api_key: SecretString::from(wire.api_key),
+            webhook_secrets: wire
+                .webhook_secrets
+                .into_iter()
+                .map(SecretString::from)
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_round_trip_and_debug_redacts() {
+        let s = ConnectionSecrets {
+            api_key: SecretString::from("sk_test_topsecret123".to_string()),
+            webhook_secrets: vec![SecretString::from("whsec_alsosecret".to_string())],
+        };
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains("topsecret") && !debug.contains("alsosecret"),
+            "{debug}"
+        );
+        let back = ConnectionSecrets::from_json(&s.to_json()).unwrap();
+        assert_eq!(back.api_key.expose_secret(), "sk_test_topsecret123");
+        assert_eq!(back.webhook_secrets[0].expose_secret(), "whsec_alsosecret");
+    }
+}

@@ -1,0 +1,94 @@
+//! One small trait per capability, so every rule is testable without AWS.
+
+use async_trait::async_trait;
+
+use crate::model::{Connection, ConnectionSecrets, InsertOutcome, StoredEvent};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write found the record in a state it did not expect.
+    #[error("conflicting write")]
+    Conflict,
+    /// The record could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The backend failed (network, throttling, disk).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub event_type: Option<String>,
+    pub limit: usize,
+    /// An event id: list what comes after it (older).
+    pub starting_after: Option<String>,
+}
+
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Writes a new connection; `Conflict` if the id exists.
+    async fn insert_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+    async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError>;
+    /// Every connection, oldest first.
+    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError>;
+    /// Replaces an existing connection; `Conflict` if it is gone.
+    async fn update_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+    async fn delete_connection(&self, id: &str) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Stores the event unless (connection, event id) is stored already.
+    async fn insert_event(&self, event: &StoredEvent) -> Result<InsertOutcome, StoreError>;
+    async fn get_event(
+        &self,
+        connection_id: &str,
+        event_id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError>;
+    /// Newest first (by Stripe's `created`, then id).
+    async fn list_events(
+        &self,
+        connection_id: &str,
+        query: &EventQuery,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("secret store unavailable: {0}")]
+    Unavailable(String),
+    #[error("secret is unreadable")]
+    Corrupt,
+}
+
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    async fn get_secrets(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<ConnectionSecrets>, SecretsError>;
+    /// Creates or replaces the connection's secrets.
+    async fn put_secrets(
+        &self,
+        connection_id: &str,
+        secrets: &ConnectionSecrets,
+    ) -> Result<(), SecretsError>;
+    async fn delete_secrets(&self, connection_id: &str) -> Result<(), SecretsError>;
+}
+
+/// Unix seconds, injectable for tests.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> i64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+}

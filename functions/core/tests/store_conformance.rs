@@ -1,0 +1,243 @@
+//! One conformance suite, run against every store adapter: in-memory,
+//! embedded SQLite, and DynamoDB on moto through the real SDK. Same inputs,
+//! same answers.
+
+mod support;
+
+use std::sync::Arc;
+
+use connector_core::adapters::dynamo::DynamoStore;
+use connector_core::adapters::memory::MemoryStore;
+use connector_core::adapters::sqlite::SqliteStore;
+use connector_core::model::{Connection, InsertOutcome, StoredEvent, WebhookMode};
+use connector_core::ports::{ConnectionStore, EventQuery, EventStore, StoreError};
+
+fn connection(id: &str, created_at: i64) -> Connection {
+    Connection {
+        id: id.to_string(),
+        name: "Acme".into(),
+        account_id: "acct_123".into(),
+        livemode: false,
+        api_version: "2023-08-16".into(),
+        webhook_mode: WebhookMode::Managed,
+        webhook_endpoint_id: None,
+        triggers: vec!["invoice.created".into()],
+        created_at,
+        updated_at: created_at,
+    }
+}
+
+fn event(conn: &str, id: &str, ty: &str, created: i64) -> StoredEvent {
+    StoredEvent {
+        connection_id: conn.to_string(),
+        event_id: id.to_string(),
+        event_type: ty.to_string(),
+        created,
+        livemode: false,
+        api_version: Some("2023-08-16".into()),
+        account: None,
+        body: Some(format!(
+            r#"{{"id":"{id}","type":"{ty}","data":{{"object":{{"name":"Zoë"}}}}}}"#
+        )),
+        body_omitted: false,
+        received_at: created + 1,
+        expires_at: created + 86400,
+    }
+}
+
+async fn conformance<S: ConnectionStore + EventStore + 'static>(store: Arc<S>) {
+    let run = support::unique("");
+    let a = format!("conn_a{run}");
+    let b = format!("conn_b{run}");
+
+    // Connections: insert once, read, update, list, delete.
+    assert!(store.get_connection(&a).await.unwrap().is_none());
+    store.insert_connection(&connection(&a, 100)).await.unwrap();
+    assert!(matches!(
+        store.insert_connection(&connection(&a, 100)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.get_connection(&a).await.unwrap(),
+        Some(connection(&a, 100))
+    );
+    let mut changed = connection(&a, 100);
+    changed.webhook_endpoint_id = Some("we_123".into());
+    changed.triggers = vec![];
+    store.update_connection(&changed).await.unwrap();
+    assert_eq!(
+        store.get_connection(&a).await.unwrap(),
+        Some(changed.clone())
+    );
+    assert!(matches!(
+        store.update_connection(&connection(&b, 50)).await,
+        Err(StoreError::Conflict)
+    ));
+    store.insert_connection(&connection(&b, 50)).await.unwrap();
+    let listed: Vec<String> = store
+        .list_connections()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .filter(|id| id.ends_with(&run))
+        .collect();
+    assert_eq!(listed, vec![b.clone(), a.clone()], "oldest first");
+    store.delete_connection(&b).await.unwrap();
+    assert!(store.get_connection(&b).await.unwrap().is_none());
+    store.delete_connection(&b).await.unwrap();
+
+    // Events: stored once per (connection, event id).
+    let e1 = event(&a, "evt_1", "invoice.created", 1000);
+    assert_eq!(
+        store.insert_event(&e1).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    assert_eq!(
+        store.insert_event(&e1).await.unwrap(),
+        InsertOutcome::Duplicate
+    );
+    assert_eq!(
+        store.get_event(&a, "evt_1").await.unwrap(),
+        Some(e1.clone())
+    );
+    assert!(store.get_event(&a, "evt_2").await.unwrap().is_none());
+    let other = event(&b, "evt_1", "invoice.created", 1000);
+    assert_eq!(
+        store.insert_event(&other).await.unwrap(),
+        InsertOutcome::Inserted,
+        "keyed by connection too"
+    );
+    let mut omitted = event(&a, "evt_big", "invoice.updated", 1001);
+    omitted.body = None;
+    omitted.body_omitted = true;
+    omitted.account = Some("acct_connected".into());
+    omitted.api_version = None;
+    store.insert_event(&omitted).await.unwrap();
+    assert_eq!(store.get_event(&a, "evt_big").await.unwrap(), Some(omitted));
+
+    // 32 concurrent inserts of one event id: exactly one is inserted.
+    let race = event(&a, "evt_race", "customer.created", 999);
+    let handles: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            let race = race.clone();
+            tokio::spawn(async move { store.insert_event(&race).await.unwrap() })
+        })
+        .collect();
+    let mut inserted = 0;
+    for h in handles {
+        if h.await.unwrap() == InsertOutcome::Inserted {
+            inserted += 1;
+        }
+    }
+    assert_eq!(inserted, 1);
+
+    // Listing: newest first, filtered, paged.
+    for (i, ty) in ["customer.created", "invoice.created", "customer.created"]
+        .iter()
+        .enumerate()
+    {
+        store
+            .insert_event(&event(&a, &format!("evt_l{i}"), ty, 2000 + i as i64))
+            .await
+            .unwrap();
+    }
+    let ids = |events: Vec<StoredEvent>| events.into_iter().map(|e| e.event_id).collect::<Vec<_>>();
+    let q = |t: Option<&str>, limit, after: Option<&str>| EventQuery {
+        event_type: t.map(str::to_string),
+        limit,
+        starting_after: after.map(str::to_string),
+    };
+    assert_eq!(
+        ids(store.list_events(&a, &q(None, 3, None)).await.unwrap()),
+        ["evt_l2", "evt_l1", "evt_l0"]
+    );
+    assert_eq!(
+        ids(store
+            .list_events(&a, &q(None, 2, Some("evt_l1")))
+            .await
+            .unwrap()),
+        ["evt_l0", "evt_big"]
+    );
+    assert_eq!(
+        ids(store
+            .list_events(&a, &q(Some("customer.created"), 10, None))
+            .await
+            .unwrap()),
+        ["evt_l2", "evt_l0", "evt_race"]
+    );
+    assert_eq!(
+        ids(store
+            .list_events(&a, &q(Some("customer.created"), 1, Some("evt_l2")))
+            .await
+            .unwrap()),
+        ["evt_l0"]
+    );
+    assert!(
+        store
+            .list_events(&a, &q(None, 5, Some("evt_unknown")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .list_events(&b, &q(None, 10, None))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn memory_store() {
+    conformance(Arc::new(MemoryStore::default())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance(Arc::new(
+        SqliteStore::open(&dir.path().join("store.db")).unwrap(),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_store_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store
+        .insert_connection(&connection("conn_keep", 1))
+        .await
+        .unwrap();
+    store
+        .insert_event(&event("conn_keep", "evt_keep", "invoice.paid", 5))
+        .await
+        .unwrap();
+    drop(store);
+    let reopened = SqliteStore::open(&path).unwrap();
+    assert!(
+        reopened
+            .get_connection("conn_keep")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        reopened
+            .insert_event(&event("conn_keep", "evt_keep", "invoice.paid", 5))
+            .await
+            .unwrap(),
+        InsertOutcome::Duplicate
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_store_on_moto() {
+    let (client, table) = support::dynamo_table().await;
+    conformance(Arc::new(DynamoStore::new(client, table))).await;
+}

@@ -1,0 +1,47 @@
+//! `cargo run -p dev-server`: the connector on 127.0.0.1:3000 with its
+//! embedded store under ./.connector. No AWS account, no Stripe key needed to start.
+
+use connector_core::app::App;
+use connector_core::config::Config;
+use secrecy::ExposeSecret;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+
+    let mut config = Config::from_env()?;
+    let listener = tokio::net::TcpListener::bind(&config.addr).await?;
+    let addr = listener.local_addr()?;
+    if config.public_base_url.is_none() {
+        config.public_base_url = Some(format!("http://{addr}"));
+    }
+    let token = match config.api_token.clone() {
+        Some(t) => t,
+        None => {
+            let t = dev_server::generate_token();
+            // The one place a secret is printed: the dev server's own token, to its operator.
+            println!(
+                "API token (set CONNECTOR_API_TOKEN to choose one): {}",
+                t.expose_secret()
+            );
+            t
+        }
+    };
+    let data_dir = config.data_dir.clone();
+    let app = App::embedded(config)?;
+    println!(
+        "stripe-connector dev server on http://{addr} (data in {})",
+        data_dir.display()
+    );
+    let server = dev_server::DevServer::new(app, token);
+    tokio::select! {
+        _ = server.serve(listener) => {}
+        _ = tokio::signal::ctrl_c() => println!("stopping"),
+    }
+    Ok(())
+}

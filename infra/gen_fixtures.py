@@ -1,0 +1,102 @@
+"""Writes the API Gateway HTTP API (v2) fixtures in events/ used by the
+handler tests and by `cargo lambda invoke --data-file`. Signatures are made
+at a fixed time with the fixture connection's secret, so the files are
+reproducible:  python3 infra/gen_fixtures.py"""
+import hashlib
+import hmac
+import json
+import os
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "events")
+CONN = "conn_fixture000000000000000001"
+SECRET = "whsec_fixturesecret0000000000000000"
+T = 1795000000  # 2026-11-17T09:46:40Z; the tests' clock stands 10 s later
+HOST = "abc123defg.execute-api.us-east-1.amazonaws.com"
+
+
+def sign(body: bytes, t: int = T, secret: str = SECRET) -> str:
+    mac = hmac.new(secret.encode(), b"%d." % t + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def event(evt_id="evt_1PfixtureInvoiceCreated", livemode=False, etype="invoice.created"):
+    return json.dumps(
+        {
+            "id": evt_id,
+            "object": "event",
+            "api_version": "2023-08-16",
+            "created": T - 5,
+            "data": {"object": {"id": "in_1PfixtureInvoice", "object": "invoice", "status": "draft",
+                                "customer": "cus_Pfixture", "amount_due": 2000, "currency": "usd"}},
+            "livemode": livemode,
+            "pending_webhooks": 1,
+            "request": {"id": "req_fixture", "idempotency_key": None},
+            "type": etype,
+        },
+        indent=2,
+    ).encode()
+
+
+def api_event(method, path, body=b"", headers=None, route=None, path_params=None, query=""):
+    h = {"host": HOST, "content-type": "application/json", "user-agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"}
+    h.update(headers or {})
+    return {
+        "version": "2.0",
+        "routeKey": route or f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": h,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123defg",
+            "domainName": HOST,
+            "domainPrefix": "abc123defg",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "3.18.12.63",
+                     "userAgent": h["user-agent"]},
+            "requestId": "Ab1CdEfGhIjKlMnO=",
+            "routeKey": route or f"{method} {path}",
+            "stage": "$default",
+            "time": "17/Nov/2026:09:46:50 +0000",
+            "timeEpoch": (T + 10) * 1000,
+        },
+        "pathParameters": path_params or {},
+        "body": body.decode(),
+        "isBase64Encoded": False,
+    }
+
+
+def webhook(name, body, signature, conn=CONN):
+    path = f"/webhooks/{conn}"
+    headers = {} if signature is None else {"stripe-signature": signature}
+    doc = api_event("POST", path, body, headers, "POST /webhooks/{connection_id}", {"connection_id": conn})
+    with open(os.path.join(ROOT, name), "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+
+
+os.makedirs(ROOT, exist_ok=True)
+valid = event()
+webhook("valid_event.json", valid, sign(valid))
+webhook("duplicate_event.json", valid, sign(valid))  # byte-identical redelivery
+webhook("invalid_signature.json", valid, sign(valid, secret="whsec_someoneelse"))
+webhook("missing_signature.json", valid, None)
+webhook("expired_timestamp.json", valid, sign(valid, t=T - 3600))
+webhook("unknown_connection.json", valid, sign(valid), conn="conn_nobodyhome00000000000000")
+live = event(evt_id="evt_1PfixtureLiveEvent", livemode=True)
+webhook("livemode_mismatch.json", live, sign(live))
+bad = b'{"id": "evt_1Pfixture", "type": "invoice.created", '
+webhook("malformed_json.json", bad, sign(bad))
+big = b'{"id":"evt_1PfixtureHuge","object":"event","type":"invoice.created","created":1,"livemode":false,"pad":"' + b" " * (1024 * 1024) + b'"}'
+webhook("oversized_body.json", big, sign(big))
+
+for name, doc in {
+    "health.json": api_event("GET", "/health", route="GET /health"),
+    "get_unknown_connection.json": api_event("GET", "/connections/conn_nobodyhome00000000000000",
+                                             route="GET /connections/{id}", path_params={"id": "conn_nobodyhome00000000000000"}),
+    "create_connection_bad_key.json": api_event("POST", "/connections",
+                                                json.dumps({"name": "Acme", "api_key": "pk_test_publishable"}).encode(),
+                                                route="POST /connections"),
+}.items():
+    with open(os.path.join(ROOT, name), "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")

@@ -1,0 +1,298 @@
+//! End to end on the dev server: connect an account, let localstripe send
+//! real signed webhooks, see each event stored once; redeliveries, auth and
+//! restarts.
+
+use std::time::Duration;
+
+use connector_core::ports::EventQuery;
+use connector_core::stripe::{StripeClient, StripeSettings, http_client};
+use connector_core::webhook::sign_header;
+use integration_tests::{TOKEN, account_mock, localstripe, start};
+use reqwest::Method;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+const SECRET: &str = "whsec_devserverlocalstripe";
+
+fn unique() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localstripe_events_are_stored_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let stripe_mock = account_mock("acct_localstripe").await;
+    let server = start(dir.path().to_path_buf(), &stripe_mock.uri()).await;
+    let (status, conn) = server
+        .call(
+            Method::POST,
+            "/connections",
+            Some(json!({"name": "Local", "api_key": "sk_test_localstripe123", "webhook": {"mode": "manual", "secret": SECRET}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{conn}");
+    let conn_id = conn["id"].as_str().unwrap().to_string();
+
+    // localstripe signs and posts its events to the connection's webhook URL.
+    let hook = reqwest::Client::new()
+        .post(format!("{}/_config/webhooks/{}", localstripe(), unique()))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(connector_core::stripe::encode::encode(
+            &json!({"url": conn["webhook_url"], "secret": SECRET, "events": ["customer.created"]}),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(hook.status().is_success(), "{}", hook.text().await.unwrap());
+
+    let stripe = StripeClient::new(
+        http_client(),
+        std::sync::Arc::new(StripeSettings {
+            api_base: localstripe(),
+            ..Default::default()
+        }),
+        SecretString::from("sk_test_localstripe123".to_string()),
+    );
+    let mut customers = Vec::new();
+    for i in 0..3 {
+        let c = stripe
+            .post(
+                "/v1/customers",
+                &json!({"email": format!("e2e-{i}-{}@example.com", unique())}),
+                None,
+            )
+            .await
+            .unwrap();
+        customers.push(c["id"].as_str().unwrap().to_string());
+    }
+
+    // localstripe waits a second before it sends; poll the API until all three arrived.
+    let mut seen: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        let (status, list) = server
+            .call(
+                Method::GET,
+                &format!("/connections/{conn_id}/events?type=customer.created&limit=100"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{list}");
+        seen.clear();
+        for e in list["data"].as_array().unwrap() {
+            let (_, one) = server
+                .call(
+                    Method::GET,
+                    &format!(
+                        "/connections/{conn_id}/events/{}",
+                        e["id"].as_str().unwrap()
+                    ),
+                    None,
+                )
+                .await;
+            seen.push(
+                one["event"]["data"]["object"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        if customers.iter().all(|c| seen.contains(c)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for c in &customers {
+        assert_eq!(
+            seen.iter().filter(|s| *s == c).count(),
+            1,
+            "customer.created for {c} stored exactly once; saw {seen:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_redeliveries_store_one_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let stripe_mock = account_mock("acct_redeliver").await;
+    let server = start(dir.path().to_path_buf(), &stripe_mock.uri()).await;
+    let (_, conn) = server
+        .call(
+            Method::POST,
+            "/connections",
+            Some(json!({"name": "Redeliver", "api_key": "sk_test_redeliver123", "webhook": {"mode": "manual", "secret": SECRET}})),
+        )
+        .await;
+    let conn_id = conn["id"].as_str().unwrap().to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let body = json!({"id": format!("evt_{}", unique()), "object": "event", "type": "invoice.created", "created": now, "livemode": false,
+                      "data": {"object": {"id": "in_1", "object": "invoice"}}})
+        .to_string();
+    let signature = sign_header(body.as_bytes(), SECRET, now);
+    let server = std::sync::Arc::new(server);
+    let handles: Vec<_> = (0..20)
+        .map(|_| {
+            let (server, conn_id, body, signature) = (
+                server.clone(),
+                conn_id.clone(),
+                body.clone(),
+                signature.clone(),
+            );
+            tokio::spawn(async move {
+                server
+                    .post_webhook(&conn_id, body.as_bytes(), &signature)
+                    .await
+            })
+        })
+        .collect();
+    let mut fresh = 0;
+    for h in handles {
+        let (status, out) = h.await.unwrap();
+        assert_eq!(status, 200, "{out}");
+        if out["duplicate"] == false {
+            fresh += 1;
+        }
+    }
+    assert_eq!(fresh, 1, "exactly one delivery is new");
+    let stored = server
+        .app
+        .events
+        .list_events(
+            &conn_id,
+            &EventQuery {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+}
+
+#[tokio::test]
+async fn every_route_but_health_and_webhooks_needs_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let stripe_mock = account_mock("acct_auth").await;
+    let server = start(dir.path().to_path_buf(), &stripe_mock.uri()).await;
+    let http = reqwest::Client::new();
+    for (path, auth) in [
+        ("/connections", None),
+        ("/connections", Some("Bearer wrong")),
+        ("/catalog", Some(TOKEN)),
+    ] {
+        let mut req = http.get(server.url(path));
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 401, "{path} {auth:?}: {body}");
+        assert_eq!(body["error"]["type"], "unauthorized");
+    }
+    let (status, body) = server.call(Method::GET, "/catalog", None).await;
+    assert_eq!(status, 200, "{body}");
+    let health = http.get(server.url("/health")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let (status, body) = server
+        .post_webhook("conn_unknown", b"{}", "t=1,v1=00")
+        .await;
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (404, Some("not_found"))
+    );
+    assert!(
+        stripe_mock.received_requests().await.unwrap().is_empty(),
+        "nothing reached Stripe"
+    );
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_requests_are_refused_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let stripe_mock = account_mock("acct_big").await;
+    let server = start(dir.path().to_path_buf(), &stripe_mock.uri()).await;
+    let big = vec![b' '; 2 * 1024 * 1024];
+    let resp = reqwest::Client::new()
+        .post(server.url("/connections"))
+        .bearer_auth(TOKEN)
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    let resp = reqwest::Client::new()
+        .post(server.url("/connections"))
+        .bearer_auth(TOKEN)
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "invalid_json");
+    assert!(
+        server
+            .app
+            .connections
+            .list_connections()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_lost_when_the_dev_server_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let stripe_mock = account_mock("acct_restart").await;
+    let first = start(dir.path().to_path_buf(), &stripe_mock.uri()).await;
+    let (_, conn) = first
+        .call(
+            Method::POST,
+            "/connections",
+            Some(json!({"name": "Restart", "api_key": "sk_test_restart123", "webhook": {"mode": "manual", "secret": SECRET}})),
+        )
+        .await;
+    let conn_id = conn["id"].as_str().unwrap().to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let body = json!({"id": "evt_restart1", "object": "event", "type": "customer.created", "created": now, "livemode": false}).to_string();
+    let sig = sign_header(body.as_bytes(), SECRET, now);
+    assert_eq!(
+        first.post_webhook(&conn_id, body.as_bytes(), &sig).await.1["duplicate"],
+        false
+    );
+    drop(first);
+
+    let second = start(dir.path().to_path_buf(), &stripe_mock.uri()).await;
+    let (status, got) = second
+        .call(Method::GET, &format!("/connections/{conn_id}"), None)
+        .await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["webhook"]["secrets"], 1, "the secret survived too");
+    assert_eq!(
+        second.post_webhook(&conn_id, body.as_bytes(), &sig).await.1["duplicate"],
+        true
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("secrets.json"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
