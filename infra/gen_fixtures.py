@@ -100,3 +100,22 @@ for name, doc in {
     with open(os.path.join(ROOT, name), "w") as f:
         json.dump(doc, f, indent=2)
         f.write("\n")
+
+# One POST /connections/{id}/actions/{group}/{operation} event per action group.
+ACTION_FIXTURES = {
+    "customers": ("create", {"email": "jenny@example.com", "name": "Jenny Rosen", "metadata": {"crm_id": "42"}}),
+    "products": ("search", {"active": True, "metadata": {"tier": "pro"}, "limit": 5}),
+    "prices": ("create", {"product": "prod_123", "currency": "usd", "unit_amount": 1500, "recurring": {"interval": "month"}}),
+    "subscriptions": ("cancel", {"id": "sub_123", "at_period_end": True}),
+    "invoices": ("finalize", {"id": "in_123", "auto_advance": False}),
+    "coupons": ("create", {"id": "SUMMER25", "percent_off": 25, "duration": "once"}),
+    "payments": ("update", {"id": "pi_123", "metadata": {"order": "8"}}),
+    "events": ("account", {}),
+}
+for group, (operation, body) in ACTION_FIXTURES.items():
+    path = f"/connections/{CONN}/actions/{group}/{operation}"
+    doc = api_event("POST", path, json.dumps(body).encode(), {"idempotency-key": f"fixture-{group}-{operation}"},
+                    f"POST /connections/{{id}}/actions/{group}/{{operation}}", {"id": CONN, "operation": operation})
+    with open(os.path.join(ROOT, f"action_{group}_{operation}.json"), "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")

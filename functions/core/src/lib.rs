@@ -1,6 +1,7 @@
 //! The Stripe connector's library: domain, ports and adapters shared by every
 //! Lambda function and the dev server.
 
+pub mod actions;
 pub mod adapters;
 pub mod api;
 pub mod app;

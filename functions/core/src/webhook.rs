@@ -56,7 +56,9 @@ pub struct SignatureHeader<'a> {
 }
 
 fn items(header: &str) -> impl Iterator<Item = (&str, &str)> {
-    header.split(',').filter_map(|item| item.trim().split_once('='))
+    header
+        .split(',')
+        .filter_map(|item| item.trim().split_once('='))
 }
 
 /// Reads the timestamp and checks that a `v1` is present, without allocating.
@@ -89,7 +91,10 @@ fn scan(header: &str) -> Result<i64, SignatureError> {
 /// keys are ignored; `t` must be present once as an integer.
 pub fn parse_header(header: &str) -> Result<SignatureHeader<'_>, SignatureError> {
     let timestamp = scan(header)?;
-    let v1 = items(header).filter(|(k, _)| *k == "v1").map(|(_, v)| v).collect();
+    let v1 = items(header)
+        .filter(|(k, _)| *k == "v1")
+        .map(|(_, v)| v)
+        .collect();
     Ok(SignatureHeader { timestamp, v1 })
 }
 
@@ -107,8 +112,12 @@ fn mac(secret: &str, timestamp: i64, payload: &[u8]) -> [u8; 32] {
 /// Constant-time equality of two MACs, compared as four words: the same
 /// guarantee as a byte-wise `subtle` compare at an eighth of its cost.
 fn ct_eq_32(a: &[u8; 32], b: &[u8; 32]) -> subtle::Choice {
-    let word = |x: &[u8; 32], i: usize| u64::from_ne_bytes(x[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-    (0..4).fold(subtle::Choice::from(1u8), |acc, i| acc & word(a, i).ct_eq(&word(b, i)))
+    let word = |x: &[u8; 32], i: usize| {
+        u64::from_ne_bytes(x[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]))
+    };
+    (0..4).fold(subtle::Choice::from(1u8), |acc, i| {
+        acc & word(a, i).ct_eq(&word(b, i))
+    })
 }
 
 /// Writes `n` in decimal into `buf` and returns the digits.
@@ -145,7 +154,10 @@ pub fn verify(
     // As stripe-python does, a blank secret counts as none.
     let mut any_secret = false;
     let mut matched = subtle::Choice::from(0u8);
-    for secret in secrets.iter().filter(|s| !s.expose_secret().trim().is_empty()) {
+    for secret in secrets
+        .iter()
+        .filter(|s| !s.expose_secret().trim().is_empty())
+    {
         any_secret = true;
         let expected = mac(secret.expose_secret(), timestamp, payload);
         for (_, sig) in items(header).filter(|(k, _)| *k == "v1") {

@@ -175,7 +175,7 @@ fn view(c: &Connection, secrets: Option<&ConnectionSecrets>, base_url: &str) -> 
     })
 }
 
-async fn load(app: &App, id: &str) -> Result<(Connection, ConnectionSecrets), ApiError> {
+pub(super) async fn load(app: &App, id: &str) -> Result<(Connection, ConnectionSecrets), ApiError> {
     let connection = app
         .connections
         .get_connection(id)

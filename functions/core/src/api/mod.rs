@@ -1,6 +1,7 @@
 //! The HTTP API, one contract for API Gateway and the dev server. Each Lambda
 //! serves its own routes; the dev server serves them all.
 
+mod actions;
 mod connections;
 mod ingest;
 
@@ -8,7 +9,7 @@ use http::{Method, StatusCode};
 use serde_json::json;
 
 use crate::app::App;
-use crate::catalog::TRIGGERS;
+use crate::catalog;
 use crate::http::{ApiError, Request, Response, ok_json};
 
 /// Which routes a function serves.
@@ -18,6 +19,8 @@ pub enum Routes {
     Ingest,
     /// Connections, triggers, events and the catalog (connections-api).
     Connections,
+    /// The actions of one group (actions-<group>).
+    Actions(&'static str),
     /// Everything (the dev server).
     All,
 }
@@ -29,10 +32,26 @@ pub async fn handle(app: &App, req: Request, routes: Routes) -> Response {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let ingest = matches!(routes, Routes::Ingest | Routes::All);
     let manage = matches!(routes, Routes::Connections | Routes::All);
+    let serves_group = |group: &str| match routes {
+        Routes::All => true,
+        Routes::Actions(g) => g == group,
+        _ => false,
+    };
     let result = match (&method, segments.as_slice()) {
         (&Method::GET, ["health"]) => Ok(ok_json(&json!({"status": "ok"}))),
         (&Method::POST, ["webhooks", id]) if ingest => ingest::receive(app, id, &req).await,
-        (&Method::GET, ["catalog"]) if manage => Ok(ok_json(&json!({"triggers": TRIGGERS}))),
+        (&Method::GET, ["catalog"]) if manage => Ok(ok_json(&catalog::to_json())),
+        (&Method::POST, ["connections", id, "actions", group, operation])
+            if serves_group(group) =>
+        {
+            if !crate::ids::is_connection_id(id) {
+                return ApiError::not_found("unknown connection").to_response();
+            }
+            actions::run(app, id, group, operation, &req).await
+        }
+        (_, ["connections", _, "actions", group, _]) if serves_group(group) => {
+            Err(method_not_allowed(&method))
+        }
         (_, ["connections", ..]) if manage => {
             connections::route(app, &method, &segments[1..], &req).await
         }

@@ -1,5 +1,4 @@
-//! Every trigger (and, as they land, every action) as data. The catalog
-//! endpoint, the endpoint's `enabled_events` and the docs are driven from it.
+//! The 25 triggers: Stripe event types a workflow can start on.
 
 use serde::Serialize;
 

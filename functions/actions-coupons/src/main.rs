@@ -1,0 +1,6 @@
+//! `actions-coupons` Lambda: the coupons actions, through the shared bootstrap.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    connector_core::lambda::run_http(connector_core::api::Routes::Actions("coupons")).await
+}

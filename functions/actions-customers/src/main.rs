@@ -1,0 +1,6 @@
+//! `actions-customers` Lambda: the customers actions, through the shared bootstrap.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    connector_core::lambda::run_http(connector_core::api::Routes::Actions("customers")).await
+}

@@ -1,0 +1,6 @@
+//! `actions-payments` Lambda: the payments actions, through the shared bootstrap.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    connector_core::lambda::run_http(connector_core::api::Routes::Actions("payments")).await
+}

@@ -1,0 +1,285 @@
+//! Runs one catalog action against Stripe: validate, then the request(s) its
+//! plan describes. Nothing is sent when the input is invalid.
+
+use http::StatusCode;
+use serde_json::{Map, Value, json};
+
+use crate::catalog::{self, Action, Plan, Verb};
+use crate::http::ApiError;
+use crate::stripe::{StripeClient, StripeError};
+
+const DEFAULT_LIMIT: i64 = 10;
+
+/// Validates `input` and runs `action`. A POST carries `idempotency_key`
+/// (the caller's, or one the client generates).
+pub async fn run(
+    action: &Action,
+    input: &Value,
+    stripe: &StripeClient,
+    idempotency_key: Option<&str>,
+) -> Result<Value, ApiError> {
+    let valid = catalog::validate(action, input)?;
+    let mut params = match valid {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    precheck(action, &params)?;
+    let result = execute(action, &mut params, stripe, idempotency_key).await;
+    result.map_err(|e| refine(action, e))
+}
+
+/// Rules between fields that a per-field check cannot see.
+fn precheck(action: &Action, p: &Map<String, Value>) -> Result<(), ApiError> {
+    match action.plan {
+        Plan::CustomerFind => match (p.contains_key("id"), p.contains_key("email")) {
+            (true, true) => Err(ApiError::invalid_param(
+                "email",
+                "give id or email, not both",
+            )),
+            (false, false) => Err(ApiError::invalid_param(
+                "id",
+                "give the customer's id or an email address",
+            )),
+            (true, false) if p.contains_key("limit") => Err(ApiError::invalid_param(
+                "limit",
+                "limit goes with email, not id",
+            )),
+            _ => Ok(()),
+        },
+        Plan::SubscriptionCancel if p.get("at_period_end") == Some(&Value::Bool(true)) => {
+            match ["invoice_now", "prorate"]
+                .into_iter()
+                .find(|k| p.contains_key(*k))
+            {
+                Some(k) => Err(ApiError::invalid_param(
+                    k,
+                    format!("{k} applies to an immediate cancel, not at_period_end"),
+                )),
+                None => Ok(()),
+            }
+        }
+        Plan::CouponCreate => {
+            match (p.contains_key("percent_off"), p.contains_key("amount_off")) {
+                (true, true) => {
+                    return Err(ApiError::invalid_param(
+                        "amount_off",
+                        "give percent_off or amount_off, not both",
+                    ));
+                }
+                (false, false) => {
+                    return Err(ApiError::invalid_param(
+                        "percent_off",
+                        "give percent_off or amount_off",
+                    ));
+                }
+                _ => {}
+            }
+            if p.contains_key("amount_off") && !p.contains_key("currency") {
+                return Err(ApiError::invalid_param(
+                    "currency",
+                    "amount_off needs currency",
+                ));
+            }
+            let repeating = p.get("duration").and_then(Value::as_str) == Some("repeating");
+            match (repeating, p.contains_key("duration_in_months")) {
+                (true, false) => Err(ApiError::invalid_param(
+                    "duration_in_months",
+                    "a repeating coupon needs duration_in_months",
+                )),
+                (false, true) => Err(ApiError::invalid_param(
+                    "duration_in_months",
+                    "duration_in_months goes with duration repeating",
+                )),
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn take_id(p: &mut Map<String, Value>) -> String {
+    p.shift_remove("id")
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+async fn call(
+    stripe: &StripeClient,
+    verb: Verb,
+    path: &str,
+    params: &Value,
+    key: Option<&str>,
+) -> Result<Value, StripeError> {
+    match verb {
+        Verb::Get => stripe.get(path, params).await,
+        Verb::Post => stripe.post(path, params, key).await,
+        Verb::Delete => stripe.delete(path, params).await,
+    }
+}
+
+async fn execute(
+    action: &Action,
+    p: &mut Map<String, Value>,
+    stripe: &StripeClient,
+    key: Option<&str>,
+) -> Result<Value, ApiError> {
+    match action.plan {
+        Plan::Call(verb, path) => {
+            let path = if path.contains("{id}") {
+                path.replace("{id}", &take_id(p))
+            } else {
+                path.to_string()
+            };
+            Ok(call(stripe, verb, &path, &Value::Object(p.clone()), key).await?)
+        }
+        Plan::Archive(path) => {
+            let path = path.replace("{id}", &take_id(p));
+            Ok(stripe.post(&path, &json!({"active": false}), key).await?)
+        }
+        Plan::Search(path) => {
+            let query = catalog::search::build_query(action, p)?;
+            let mut params = json!({"query": query, "limit": p.get("limit").cloned().unwrap_or(json!(DEFAULT_LIMIT))});
+            if let Some(page) = p.get("page") {
+                params["page"] = page.clone();
+            }
+            let result = stripe.get(path, &params).await?;
+            Ok(page_answer(&result))
+        }
+        Plan::CustomerFind => {
+            if p.contains_key("id") {
+                return Ok(stripe
+                    .get(&format!("/v1/customers/{}", take_id(p)), &json!({}))
+                    .await?);
+            }
+            let params = json!({"email": p.get("email"), "limit": p.get("limit").cloned().unwrap_or(json!(DEFAULT_LIMIT))});
+            Ok(page_answer(&stripe.get("/v1/customers", &params).await?))
+        }
+        Plan::SubscriptionFind => {
+            let id = take_id(p);
+            let path = if id.starts_with("si_") {
+                format!("/v1/subscription_items/{id}")
+            } else {
+                format!("/v1/subscriptions/{id}")
+            };
+            Ok(stripe.get(&path, &json!({})).await?)
+        }
+        Plan::SubscriptionCancel => {
+            let id = take_id(p);
+            if p.shift_remove("at_period_end") == Some(Value::Bool(true)) {
+                let mut body = json!({"cancel_at_period_end": true});
+                if let Some(details) = p.get("cancellation_details") {
+                    body["cancellation_details"] = details.clone();
+                }
+                return Ok(stripe
+                    .post(&format!("/v1/subscriptions/{id}"), &body, key)
+                    .await?);
+            }
+            Ok(stripe
+                .delete(
+                    &format!("/v1/subscriptions/{id}"),
+                    &Value::Object(p.clone()),
+                )
+                .await?)
+        }
+        Plan::DraftInvoice(verb, path) => {
+            let id = take_id(p);
+            let invoice = stripe
+                .get(&format!("/v1/invoices/{id}"), &json!({}))
+                .await?;
+            let status = invoice["status"].as_str().unwrap_or("unknown");
+            if status != "draft" {
+                return Err(not_a_draft(action, &id, status, None));
+            }
+            Ok(call(
+                stripe,
+                verb,
+                &path.replace("{id}", &id),
+                &Value::Object(p.clone()),
+                key,
+            )
+            .await?)
+        }
+        Plan::CouponCreate => Ok(stripe
+            .post("/v1/coupons", &Value::Object(p.clone()), key)
+            .await?),
+        Plan::Account => match p.get("id").and_then(Value::as_str) {
+            Some(id) => Ok(stripe
+                .get(&format!("/v1/accounts/{id}"), &json!({}))
+                .await?),
+            None => Ok(stripe.get("/v1/account", &json!({})).await?),
+        },
+    }
+}
+
+/// `{"data", "has_more", "next_page"?}` from a Stripe list or search result.
+fn page_answer(result: &Value) -> Value {
+    let mut out = json!({
+        "data": result.get("data").cloned().unwrap_or(json!([])),
+        "has_more": result.get("has_more").and_then(Value::as_bool).unwrap_or(false),
+    });
+    if let Some(next) = result.get("next_page").filter(|v| v.is_string()) {
+        out["next_page"] = next.clone();
+    }
+    out
+}
+
+fn not_a_draft(action: &Action, id: &str, status: &str, stripe: Option<Value>) -> ApiError {
+    let verb = if action.operation == "delete" {
+        "deleted"
+    } else {
+        "updated"
+    };
+    let hint = if action.operation == "delete" {
+        "; void it or mark it uncollectible instead"
+    } else {
+        ""
+    };
+    let mut e = ApiError::new(
+        StatusCode::CONFLICT,
+        "invoice_not_draft",
+        format!("invoice {id} is {status}: only draft invoices can be {verb}{hint}"),
+    );
+    e.stripe = stripe;
+    e
+}
+
+/// Gives Stripe's state refusals their meaning: a conflict with the object's
+/// state (409) with a message that says what to do.
+fn refine(action: &Action, mut e: ApiError) -> ApiError {
+    let Some(stripe) = e.stripe.clone() else {
+        return e;
+    };
+    if e.status != StatusCode::BAD_REQUEST {
+        return e;
+    }
+    let code = stripe["code"].as_str().unwrap_or_default();
+    let message = stripe["message"].as_str().unwrap_or_default().to_string();
+    let lower = message.to_ascii_lowercase();
+    match (action.key, code) {
+        ("products.delete", _) if lower.contains("price") => {
+            e.status = StatusCode::CONFLICT;
+            e.kind = "product_has_prices";
+            e.message = format!(
+                "{message} Archive it instead: products.update with {{\"active\": false}}."
+            );
+        }
+        ("payments.update" | "payments.cancel", "payment_intent_unexpected_state") => {
+            e.status = StatusCode::CONFLICT;
+            e.kind = "payment_intent_unexpected_state";
+        }
+        ("invoices.update" | "invoices.delete", _)
+            if lower.contains("draft") || code == "invoice_not_editable" =>
+        {
+            return not_a_draft(action, "", "not a draft", Some(stripe)).with_message(message);
+        }
+        _ => {}
+    }
+    e
+}
+
+impl ApiError {
+    fn with_message(mut self, message: String) -> Self {
+        self.message = message;
+        self
+    }
+}

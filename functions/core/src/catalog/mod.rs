@@ -1,0 +1,200 @@
+//! Every trigger and action as data. The catalog endpoint, the endpoint's
+//! `enabled_events`, the action Lambdas, input validation, JSON Schemas and
+//! docs/catalog.md are all driven from it.
+
+mod actions;
+pub mod search;
+mod triggers;
+mod validate;
+
+pub use actions::ACTIONS;
+pub use triggers::{TRIGGERS, Trigger, trigger};
+pub use validate::{schema, validate};
+
+use serde_json::{Value, json};
+
+/// HTTP verbs an action uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+    Delete,
+}
+
+impl Verb {
+    pub fn method(self) -> reqwest::Method {
+        match self {
+            Verb::Get => reqwest::Method::GET,
+            Verb::Post => reqwest::Method::POST,
+            Verb::Delete => reqwest::Method::DELETE,
+        }
+    }
+}
+
+/// What a field accepts. Every kind is checked before anything is sent.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// A string of at most this many characters.
+    Text(usize),
+    /// A Stripe id with one of these prefixes and Stripe's charset.
+    Id(&'static [&'static str]),
+    /// A user-chosen coupon id: letters, digits, `-` and `_`.
+    CouponId,
+    Email,
+    /// Three lowercase letters.
+    Currency,
+    /// A non-negative whole number in the currency's minor unit.
+    Amount,
+    /// A whole number in a range.
+    Int(i64, i64),
+    /// A percentage above 0 and at most 100.
+    Percent,
+    Bool,
+    Enum(&'static [&'static str]),
+    /// Up to 50 keys of at most 40 characters (no `[` or `]`), string values up to 500.
+    Metadata,
+    Object(&'static [Field]),
+    List(&'static Kind, usize),
+    /// `{"gt"?, "gte"?, "lt"?, "lte"?}` of whole numbers, at least one.
+    Range,
+    /// An http(s) URL.
+    Url,
+    /// Unix seconds.
+    Timestamp,
+    /// A search `next_page` token.
+    PageToken,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+/// How an action's validated input becomes Stripe requests.
+#[derive(Debug, Clone, Copy)]
+pub enum Plan {
+    /// One request; `{id}` in the path is the `id` field; the other fields
+    /// are the form body (POST) or the query (GET, DELETE).
+    Call(Verb, &'static str),
+    /// A search: the fields build Stripe's query language.
+    Search(&'static str),
+    /// `active=false` on the object.
+    Archive(&'static str),
+    /// By id, or a list filtered by email.
+    CustomerFind,
+    /// `sub_…` retrieves the subscription, `si_…` the item.
+    SubscriptionFind,
+    /// Immediate `DELETE`, or `cancel_at_period_end` by update.
+    SubscriptionCancel,
+    /// Only for drafts: the invoice's status is checked first.
+    DraftInvoice(Verb, &'static str),
+    /// Exactly one of percent_off / amount_off; amount_off needs currency.
+    CouponCreate,
+    /// The own account, or a connected one.
+    Account,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Action {
+    /// `group.operation`, e.g. `customers.create`.
+    pub key: &'static str,
+    pub group: &'static str,
+    pub operation: &'static str,
+    pub display_name: &'static str,
+    pub description: &'static str,
+    pub fields: &'static [Field],
+    pub plan: Plan,
+}
+
+/// The eight action groups, one Lambda each.
+pub const GROUPS: [&str; 8] = [
+    "customers",
+    "products",
+    "prices",
+    "subscriptions",
+    "invoices",
+    "coupons",
+    "payments",
+    "events",
+];
+
+pub fn action(group: &str, operation: &str) -> Option<&'static Action> {
+    ACTIONS
+        .iter()
+        .find(|a| a.group == group && a.operation == operation)
+}
+
+pub fn action_by_key(key: &str) -> Option<&'static Action> {
+    ACTIONS.iter().find(|a| a.key == key)
+}
+
+/// The whole catalog as served by `GET /catalog`.
+pub fn to_json() -> Value {
+    json!({
+        "triggers": TRIGGERS,
+        "actions": ACTIONS.iter().map(|a| json!({
+            "key": a.key,
+            "display_name": a.display_name,
+            "group": a.group,
+            "operation": a.operation,
+            "description": a.description,
+            "input_schema": schema(a),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// docs/catalog.md, generated; a test keeps the committed file equal to it.
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Catalog\n\nGenerated from `functions/core/src/catalog` (`cargo run -p connector-core --example catalog_md > docs/catalog.md`); a test fails when this file and the code differ.\n\n## Triggers (25)\n\n| key | name | group |\n|---|---|---|\n",
+    );
+    for t in TRIGGERS.iter() {
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            t.key, t.display_name, t.group
+        ));
+    }
+    out.push_str(&format!("\n## Actions ({})\n\n`POST /connections/{{id}}/actions/{{group}}/{{operation}}` with the input as a JSON body.\n", ACTIONS.len()));
+    for group in GROUPS {
+        out.push_str(&format!("\n### {group}\n"));
+        for a in ACTIONS.iter().filter(|a| a.group == group) {
+            out.push_str(&format!("\n#### `{}` — {}\n\n{}\n\n| field | type | required | description |\n|---|---|---|---|\n", a.key, a.display_name, a.description));
+            for f in a.fields {
+                out.push_str(&format!(
+                    "| `{}` | {} | {} | {} |\n",
+                    f.name,
+                    validate::describe(&f.kind),
+                    if f.required { "yes" } else { "" },
+                    f.doc
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thirty_seven_actions_in_eight_groups_with_unique_keys() {
+        assert_eq!(ACTIONS.len(), 37);
+        let mut keys: Vec<_> = ACTIONS.iter().map(|a| a.key).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), 37);
+        for a in ACTIONS {
+            assert!(GROUPS.contains(&a.group), "{}", a.key);
+            assert_eq!(a.key, format!("{}.{}", a.group, a.operation));
+        }
+        let per_group: Vec<usize> = GROUPS
+            .iter()
+            .map(|g| ACTIONS.iter().filter(|a| a.group == *g).count())
+            .collect();
+        assert_eq!(per_group, [4, 5, 5, 5, 8, 4, 4, 2]);
+    }
+}

@@ -1,0 +1,131 @@
+//! Stripe's search query language, built from structured fields: values
+//! quoted with `"` and `\` escaped, `metadata["key"]:"value"`, numeric ranges
+//! with `>`, `>=`, `<`, `<=`, clauses joined with AND. Nothing a user types can
+//! leave its quoted value.
+
+use serde_json::{Map, Value};
+
+use super::{Action, Kind};
+use crate::http::ApiError;
+
+/// Quotes a value for the query language.
+pub fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Builds the `query` from a validated search input (without `limit`/`page`).
+pub fn build_query(action: &Action, input: &Map<String, Value>) -> Result<String, ApiError> {
+    let mut clauses = Vec::new();
+    for field in action.fields {
+        let Some(value) = input.get(field.name) else {
+            continue;
+        };
+        match (&field.kind, value) {
+            (Kind::PageToken, _) => {}
+            (Kind::Int(..), _) if field.name == "limit" => {}
+            (Kind::Metadata, Value::Object(map)) => {
+                for (k, v) in map {
+                    clauses.push(format!(
+                        "metadata[{}]:{}",
+                        quote(k),
+                        quote(v.as_str().unwrap_or_default())
+                    ));
+                }
+            }
+            (Kind::Range, Value::Object(map)) => {
+                for (op, symbol) in [("gt", ">"), ("gte", ">="), ("lt", "<"), ("lte", "<=")] {
+                    if let Some(n) = map.get(op).and_then(Value::as_i64) {
+                        clauses.push(format!("{}{symbol}{n}", field.name));
+                    }
+                }
+            }
+            (_, Value::Bool(b)) => {
+                clauses.push(format!("{}:{}", field.name, quote(&b.to_string())))
+            }
+            (_, Value::String(s)) => clauses.push(format!("{}:{}", field.name, quote(s))),
+            (_, Value::Number(n)) => clauses.push(format!("{}:{n}", field.name)),
+            _ => {}
+        }
+    }
+    if clauses.is_empty() {
+        let fields: Vec<&str> = action
+            .fields
+            .iter()
+            .map(|f| f.name)
+            .filter(|n| *n != "limit" && *n != "page")
+            .collect();
+        return Err(ApiError::bad_request(format!(
+            "{} needs at least one of {}",
+            action.key,
+            fields.join(", ")
+        )));
+    }
+    Ok(clauses.join(" AND "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{action_by_key, validate};
+    use serde_json::json;
+
+    fn query(key: &str, input: Value) -> String {
+        let a = action_by_key(key).unwrap();
+        let v = validate(a, &input).unwrap();
+        build_query(a, v.as_object().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn fields_metadata_and_ranges() {
+        assert_eq!(
+            query(
+                "invoices.search",
+                json!({"status": "paid", "customer": "cus_1", "total": {"gte": 1000, "lt": 5000},
+                                          "created": {"gt": 1700000000}, "metadata": {"order": "42"}, "limit": 5})
+            ),
+            r#"status:"paid" AND customer:"cus_1" AND created>1700000000 AND metadata["order"]:"42" AND total>=1000 AND total<5000"#
+        );
+        assert_eq!(
+            query(
+                "products.search",
+                json!({"active": true, "name": "Pro plan"})
+            ),
+            r#"active:"true" AND name:"Pro plan""#
+        );
+    }
+
+    #[test]
+    fn an_injected_or_stays_inside_the_quoted_value() {
+        let q = query("invoices.search", json!({"number": "x\" OR status:\"paid"}));
+        assert_eq!(q, r#"number:"x\" OR status:\"paid""#);
+        let q = query(
+            "products.search",
+            json!({"name": "a\\\" OR active:\"true", "metadata": {"k\":\"x": "v\\"}}),
+        );
+        assert_eq!(
+            q,
+            r#"name:"a\\\" OR active:\"true" AND metadata["k\":\"x"]:"v\\""#
+        );
+    }
+
+    #[test]
+    fn a_search_needs_a_criterion() {
+        let a = action_by_key("prices.search").unwrap();
+        let v = validate(a, &json!({"limit": 3})).unwrap();
+        let e = build_query(a, v.as_object().unwrap()).unwrap_err();
+        assert!(
+            e.message.contains("at least one of active, currency"),
+            "{}",
+            e.message
+        );
+    }
+}

@@ -1,0 +1,849 @@
+//! Every action: the exact Stripe request(s) it sends, a bad input that is
+//! refused with nothing sent, what it may send checked against Stripe's
+//! OpenAPI spec, and Stripe's refusals passed on with their meaning.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use connector_core::actions::run;
+use connector_core::catalog::{self, ACTIONS, Action, Kind, Plan, TRIGGERS};
+use connector_core::http::ApiError;
+use connector_core::stripe::{StripeClient, StripeSettings, http_client};
+use http::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Map, Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const KEY: &str = "sk_test_actions123";
+
+async fn stripe_answering(body: Value) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    server
+}
+
+fn client(server: &MockServer) -> StripeClient {
+    StripeClient::new(
+        http_client(),
+        Arc::new(StripeSettings {
+            api_base: server.uri(),
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+            ..StripeSettings::default()
+        }),
+        SecretString::from(KEY.to_string()),
+    )
+}
+
+/// (method, path, body for POST or query otherwise)
+type Sent = (String, String, String);
+
+async fn sent(server: &MockServer) -> Vec<Sent> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let payload = if r.method.as_str() == "POST" {
+                String::from_utf8(r.body.clone()).unwrap()
+            } else {
+                r.url.query().unwrap_or_default().to_string()
+            };
+            (r.method.to_string(), r.url.path().to_string(), payload)
+        })
+        .collect()
+}
+
+/// One Stripe mock per test, reset between cases: wiremock's drop blocks on
+/// a lock, and a loop creating and dropping servers can deadlock on it.
+struct Stripe {
+    server: MockServer,
+    client: StripeClient,
+}
+
+impl Stripe {
+    async fn new() -> Self {
+        let server = MockServer::start().await;
+        let client = client(&server);
+        Self { server, client }
+    }
+
+    async fn run(&self, key: &str, input: Value) -> (Result<Value, ApiError>, Vec<Sent>) {
+        self.server.reset().await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"id": "obj_1", "object": "thing", "status": "draft", "data": [], "has_more": false}),
+            ))
+            .mount(&self.server)
+            .await;
+        let action = catalog::action_by_key(key).unwrap();
+        let result = run(action, &input, &self.client, None).await;
+        (result, sent(&self.server).await)
+    }
+}
+
+fn s(m: &str, p: &str, b: &str) -> Sent {
+    (m.to_string(), p.to_string(), b.to_string())
+}
+
+fn cases() -> Vec<(&'static str, Value, Vec<Sent>)> {
+    vec![
+        (
+            "customers.create",
+            json!({"email": "jenny@example.com", "name": "Jenny Rosen", "address": {"city": "Berlin", "country": "DE"}, "metadata": {"crm": "42"}}),
+            vec![s(
+                "POST",
+                "/v1/customers",
+                "name=Jenny+Rosen&email=jenny%40example.com&address[city]=Berlin&address[country]=DE&metadata[crm]=42",
+            )],
+        ),
+        (
+            "customers.update",
+            json!({"id": "cus_123", "email": "new@example.com", "metadata": {"crm": ""}}),
+            vec![s(
+                "POST",
+                "/v1/customers/cus_123",
+                "email=new%40example.com&metadata[crm]=",
+            )],
+        ),
+        (
+            "customers.find",
+            json!({"id": "cus_123"}),
+            vec![s("GET", "/v1/customers/cus_123", "")],
+        ),
+        (
+            "customers.find",
+            json!({"email": "jenny@example.com"}),
+            vec![s(
+                "GET",
+                "/v1/customers",
+                "email=jenny%40example.com&limit=10",
+            )],
+        ),
+        (
+            "customers.delete",
+            json!({"id": "cus_123"}),
+            vec![s("DELETE", "/v1/customers/cus_123", "")],
+        ),
+        (
+            "products.create",
+            json!({"name": "Pro", "shippable": false, "url": "https://example.com/pro", "metadata": {"tier": "pro"}}),
+            vec![s(
+                "POST",
+                "/v1/products",
+                "name=Pro&shippable=false&url=https%3A%2F%2Fexample.com%2Fpro&metadata[tier]=pro",
+            )],
+        ),
+        (
+            "products.update",
+            json!({"id": "prod_123", "active": false}),
+            vec![s("POST", "/v1/products/prod_123", "active=false")],
+        ),
+        (
+            "products.find",
+            json!({"id": "prod_123"}),
+            vec![s("GET", "/v1/products/prod_123", "")],
+        ),
+        (
+            "products.search",
+            json!({"active": true, "metadata": {"tier": "pro"}, "limit": 5}),
+            vec![s(
+                "GET",
+                "/v1/products/search",
+                "query=active%3A%22true%22+AND+metadata%5B%22tier%22%5D%3A%22pro%22&limit=5",
+            )],
+        ),
+        (
+            "products.delete",
+            json!({"id": "prod_123"}),
+            vec![s("DELETE", "/v1/products/prod_123", "")],
+        ),
+        (
+            "prices.create",
+            json!({"product": "prod_123", "currency": "usd", "unit_amount": 1500, "recurring": {"interval": "month", "interval_count": 3}, "lookup_key": "pro_quarterly"}),
+            vec![s(
+                "POST",
+                "/v1/prices",
+                "product=prod_123&currency=usd&unit_amount=1500&recurring[interval]=month&recurring[interval_count]=3&lookup_key=pro_quarterly",
+            )],
+        ),
+        (
+            "prices.update",
+            json!({"id": "price_123", "nickname": "Quarterly"}),
+            vec![s("POST", "/v1/prices/price_123", "nickname=Quarterly")],
+        ),
+        (
+            "prices.find",
+            json!({"id": "price_123"}),
+            vec![s("GET", "/v1/prices/price_123", "")],
+        ),
+        (
+            "prices.search",
+            json!({"product": "prod_123", "type": "recurring"}),
+            vec![s(
+                "GET",
+                "/v1/prices/search",
+                "query=product%3A%22prod_123%22+AND+type%3A%22recurring%22&limit=10",
+            )],
+        ),
+        (
+            "prices.archive",
+            json!({"id": "price_123"}),
+            vec![s("POST", "/v1/prices/price_123", "active=false")],
+        ),
+        (
+            "subscriptions.create",
+            json!({"customer": "cus_123", "items": [{"price": "price_123", "quantity": 2}], "trial_period_days": 14}),
+            vec![s(
+                "POST",
+                "/v1/subscriptions",
+                "customer=cus_123&items[0][price]=price_123&items[0][quantity]=2&trial_period_days=14",
+            )],
+        ),
+        (
+            "subscriptions.update",
+            json!({"id": "sub_123", "items": [{"id": "si_123", "quantity": 5}], "proration_behavior": "none"}),
+            vec![s(
+                "POST",
+                "/v1/subscriptions/sub_123",
+                "items[0][id]=si_123&items[0][quantity]=5&proration_behavior=none",
+            )],
+        ),
+        (
+            "subscriptions.find",
+            json!({"id": "sub_123"}),
+            vec![s("GET", "/v1/subscriptions/sub_123", "")],
+        ),
+        (
+            "subscriptions.find",
+            json!({"id": "si_123"}),
+            vec![s("GET", "/v1/subscription_items/si_123", "")],
+        ),
+        (
+            "subscriptions.cancel",
+            json!({"id": "sub_123", "invoice_now": true, "prorate": true}),
+            vec![s(
+                "DELETE",
+                "/v1/subscriptions/sub_123",
+                "invoice_now=true&prorate=true",
+            )],
+        ),
+        (
+            "subscriptions.cancel",
+            json!({"id": "sub_123", "at_period_end": true, "cancellation_details": {"feedback": "too_expensive"}}),
+            vec![s(
+                "POST",
+                "/v1/subscriptions/sub_123",
+                "cancel_at_period_end=true&cancellation_details[feedback]=too_expensive",
+            )],
+        ),
+        (
+            "subscriptions.search",
+            json!({"status": "active", "created": {"gte": 1700000000}}),
+            vec![s(
+                "GET",
+                "/v1/subscriptions/search",
+                "query=status%3A%22active%22+AND+created%3E%3D1700000000&limit=10",
+            )],
+        ),
+        (
+            "invoices.create",
+            json!({"customer": "cus_123", "collection_method": "send_invoice", "days_until_due": 30}),
+            vec![s(
+                "POST",
+                "/v1/invoices",
+                "customer=cus_123&collection_method=send_invoice&days_until_due=30",
+            )],
+        ),
+        (
+            "invoices.update",
+            json!({"id": "in_123", "description": "Thanks"}),
+            vec![
+                s("GET", "/v1/invoices/in_123", ""),
+                s("POST", "/v1/invoices/in_123", "description=Thanks"),
+            ],
+        ),
+        (
+            "invoices.find",
+            json!({"id": "in_123"}),
+            vec![s("GET", "/v1/invoices/in_123", "")],
+        ),
+        (
+            "invoices.search",
+            json!({"status": "open", "total": {"gt": 10000}}),
+            vec![s(
+                "GET",
+                "/v1/invoices/search",
+                "query=status%3A%22open%22+AND+total%3E10000&limit=10",
+            )],
+        ),
+        (
+            "invoices.delete",
+            json!({"id": "in_123"}),
+            vec![
+                s("GET", "/v1/invoices/in_123", ""),
+                s("DELETE", "/v1/invoices/in_123", ""),
+            ],
+        ),
+        (
+            "invoices.finalize",
+            json!({"id": "in_123", "auto_advance": false}),
+            vec![s(
+                "POST",
+                "/v1/invoices/in_123/finalize",
+                "auto_advance=false",
+            )],
+        ),
+        (
+            "invoices.pay",
+            json!({"id": "in_123", "paid_out_of_band": true}),
+            vec![s(
+                "POST",
+                "/v1/invoices/in_123/pay",
+                "paid_out_of_band=true",
+            )],
+        ),
+        (
+            "invoices.mark_uncollectible",
+            json!({"id": "in_123"}),
+            vec![s("POST", "/v1/invoices/in_123/mark_uncollectible", "")],
+        ),
+        (
+            "coupons.create",
+            json!({"id": "SUMMER25", "percent_off": 25, "duration": "repeating", "duration_in_months": 3}),
+            vec![s(
+                "POST",
+                "/v1/coupons",
+                "id=SUMMER25&percent_off=25&duration=repeating&duration_in_months=3",
+            )],
+        ),
+        (
+            "coupons.update",
+            json!({"id": "SUMMER25", "name": "Summer"}),
+            vec![s("POST", "/v1/coupons/SUMMER25", "name=Summer")],
+        ),
+        (
+            "coupons.find",
+            json!({"id": "SUMMER25"}),
+            vec![s("GET", "/v1/coupons/SUMMER25", "")],
+        ),
+        (
+            "coupons.delete",
+            json!({"id": "SUMMER25"}),
+            vec![s("DELETE", "/v1/coupons/SUMMER25", "")],
+        ),
+        (
+            "payments.create",
+            json!({"amount": 2000, "currency": "eur", "customer": "cus_123", "payment_method_types": ["card"], "metadata": {"order": "7"}}),
+            vec![s(
+                "POST",
+                "/v1/payment_intents",
+                "amount=2000&currency=eur&customer=cus_123&payment_method_types[]=card&metadata[order]=7",
+            )],
+        ),
+        (
+            "payments.update",
+            json!({"id": "pi_123", "metadata": {"order": "8"}}),
+            vec![s("POST", "/v1/payment_intents/pi_123", "metadata[order]=8")],
+        ),
+        (
+            "payments.find",
+            json!({"id": "pi_123"}),
+            vec![s("GET", "/v1/payment_intents/pi_123", "")],
+        ),
+        (
+            "payments.cancel",
+            json!({"id": "pi_123", "cancellation_reason": "requested_by_customer"}),
+            vec![s(
+                "POST",
+                "/v1/payment_intents/pi_123/cancel",
+                "cancellation_reason=requested_by_customer",
+            )],
+        ),
+        (
+            "events.retrieve",
+            json!({"id": "evt_123"}),
+            vec![s("GET", "/v1/events/evt_123", "")],
+        ),
+        (
+            "events.account",
+            json!({}),
+            vec![s("GET", "/v1/account", "")],
+        ),
+        (
+            "events.account",
+            json!({"id": "acct_123"}),
+            vec![s("GET", "/v1/accounts/acct_123", "")],
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_action_sends_exactly_its_stripe_request() {
+    let stripe = Stripe::new().await;
+    let cases = cases();
+    let covered: std::collections::BTreeSet<&str> = cases.iter().map(|c| c.0).collect();
+    assert_eq!(covered.len(), 37, "every action has a case");
+    for (key, input, expected) in cases {
+        let (result, got) = stripe.run(key, input.clone()).await;
+        assert!(result.is_ok(), "{key} {input}: {result:?}");
+        assert_eq!(got, expected, "{key} {input}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_action_refuses_bad_input_without_calling_stripe() {
+    let stripe = Stripe::new().await;
+    for action in ACTIONS {
+        let mut input = sample_object(action.fields);
+        input.insert("not_a_field".into(), json!(1));
+        let (result, got) = stripe.run(action.key, Value::Object(input)).await;
+        let e = result.unwrap_err();
+        assert_eq!(
+            (e.status, e.param.as_deref()),
+            (StatusCode::BAD_REQUEST, Some("not_a_field")),
+            "{}",
+            action.key
+        );
+        assert!(got.is_empty(), "{}: nothing is sent", action.key);
+        // And a value of the wrong type in its first field.
+        if let Some(first) = action.fields.first() {
+            let mut input = sample_object(action.fields);
+            input.insert(first.name.into(), json!({"nested": ["wrong"]}));
+            let (result, got) = stripe.run(action.key, Value::Object(input)).await;
+            assert_eq!(
+                result.unwrap_err().param.as_deref(),
+                Some(first.name),
+                "{}",
+                action.key
+            );
+            assert!(got.is_empty());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_between_fields_are_checked_before_sending() {
+    let stripe = Stripe::new().await;
+    for (key, input, param) in [
+        ("customers.find", json!({}), "id"),
+        (
+            "customers.find",
+            json!({"id": "cus_1", "email": "a@b.co"}),
+            "email",
+        ),
+        (
+            "subscriptions.cancel",
+            json!({"id": "sub_1", "at_period_end": true, "prorate": true}),
+            "prorate",
+        ),
+        ("coupons.create", json!({"duration": "once"}), "percent_off"),
+        (
+            "coupons.create",
+            json!({"duration": "once", "percent_off": 5, "amount_off": 100, "currency": "usd"}),
+            "amount_off",
+        ),
+        (
+            "coupons.create",
+            json!({"duration": "once", "amount_off": 100}),
+            "currency",
+        ),
+        (
+            "coupons.create",
+            json!({"duration": "repeating", "percent_off": 5}),
+            "duration_in_months",
+        ),
+        (
+            "coupons.update",
+            json!({"id": "SUMMER", "duration": "forever"}),
+            "duration",
+        ),
+        (
+            "coupons.update",
+            json!({"id": "SUMMER", "percent_off": 10}),
+            "percent_off",
+        ),
+        ("invoices.search", json!({"limit": 10}), ""),
+    ] {
+        let (result, got) = stripe.run(key, input.clone()).await;
+        let e = result.unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST, "{key} {input}");
+        assert_eq!(
+            e.param.as_deref().unwrap_or(""),
+            param,
+            "{key} {input}: {}",
+            e.message
+        );
+        assert!(got.is_empty(), "{key}: nothing sent");
+    }
+    let (result, _) = stripe
+        .run("coupons.update", json!({"id": "SUMMER", "percent_off": 10}))
+        .await;
+    assert!(
+        result
+            .unwrap_err()
+            .message
+            .contains("accepts id, name, metadata")
+    );
+}
+
+// ---- Stripe's OpenAPI spec ----
+
+fn sample(kind: &Kind) -> Value {
+    match kind {
+        Kind::Text(max) => json!(&"text"[..(*max).min(4)]),
+        Kind::Id(prefixes) => json!(format!("{}123", prefixes[0])),
+        Kind::CouponId => json!("SUMMER-25"),
+        Kind::Email => json!("jenny@example.com"),
+        Kind::Currency => json!("usd"),
+        Kind::Amount => json!(1000),
+        Kind::Int(min, max) => json!((*min).max(1).min(*max)),
+        Kind::Timestamp => json!(1_900_000_000),
+        Kind::Percent => json!(25.5),
+        Kind::Bool => json!(true),
+        Kind::Enum(values) => json!(values[0]),
+        Kind::Metadata => json!({"order_id": "42"}),
+        Kind::Object(fields) => Value::Object(sample_object(fields)),
+        Kind::List(item, _) => json!([sample(item)]),
+        Kind::Range => json!({"gte": 1, "lt": 2}),
+        Kind::Url => json!("https://example.com"),
+        Kind::PageToken => json!("page_abc"),
+    }
+}
+
+fn sample_object(fields: &[catalog::Field]) -> Map<String, Value> {
+    fields
+        .iter()
+        .map(|f| (f.name.to_string(), sample(&f.kind)))
+        .collect()
+}
+
+/// Every input an action can be given with all its fields filled (one per
+/// branch where fields exclude each other).
+fn maximal_inputs(action: &Action) -> Vec<Value> {
+    let full = sample_object(action.fields);
+    let without = |keys: &[&str]| {
+        let mut m = full.clone();
+        for k in keys {
+            m.remove(*k);
+        }
+        Value::Object(m)
+    };
+    match action.plan {
+        Plan::CustomerFind => vec![without(&["email", "limit"]), without(&["id"])],
+        Plan::SubscriptionFind => vec![json!({"id": "sub_123"}), json!({"id": "si_123"})],
+        Plan::SubscriptionCancel => vec![
+            without(&["at_period_end"]),
+            without(&["invoice_now", "prorate"]),
+        ],
+        Plan::CouponCreate => {
+            let mut pct = without(&["amount_off"]);
+            pct["duration"] = json!("repeating");
+            let mut amt = without(&["percent_off"]);
+            amt["duration"] = json!("repeating");
+            vec![pct, amt]
+        }
+        Plan::Account => vec![json!({}), json!({"id": "acct_123"})],
+        _ => vec![Value::Object(full)],
+    }
+}
+
+fn spec() -> Value {
+    serde_json::from_str(include_str!("data/stripe_spec_subset.json")).unwrap()
+}
+
+/// The spec operation a request is for: same method, path segments equal or a `{param}`.
+fn operation<'a>(spec: &'a Value, method: &str, path: &str) -> Option<(&'a String, &'a Value)> {
+    spec["operations"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(key, _)| {
+            let (m, template) = key.split_once(' ').unwrap();
+            let (a, b): (Vec<&str>, Vec<&str>) =
+                (template.split('/').collect(), path.split('/').collect());
+            m == method
+                && a.len() == b.len()
+                && a.iter().zip(&b).all(|(t, p)| t == p || t.starts_with('{'))
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_an_action_can_send_exists_in_stripes_spec() {
+    let stripe = Stripe::new().await;
+    let spec = spec();
+    let mut used: BTreeMap<String, usize> = BTreeMap::new();
+    for action in ACTIONS {
+        for input in maximal_inputs(action) {
+            let (result, sent) = stripe.run(action.key, input.clone()).await;
+            assert!(result.is_ok(), "{} {input}: {result:?}", action.key);
+            assert!(!sent.is_empty());
+            for (m, p, payload) in sent {
+                let (op, params) = operation(&spec, &m, &p)
+                    .unwrap_or_else(|| panic!("{}: {m} {p} is not a Stripe operation", action.key));
+                *used.entry(op.clone()).or_default() += 1;
+                for (k, _) in url::form_urlencoded::parse(payload.as_bytes()) {
+                    let mut parts = k
+                        .split(['[', ']'])
+                        .filter(|s| !s.is_empty() && s.parse::<usize>().is_err());
+                    let top = parts.next().unwrap();
+                    let allowed = params.get(top).unwrap_or_else(|| {
+                        panic!("{}: `{top}` is not a parameter of {op}", action.key)
+                    });
+                    if let Some(inner) = parts.next() {
+                        let nested_ok = allowed.as_array().unwrap().iter().any(|n| n == inner)
+                            || top == "metadata";
+                        assert!(
+                            nested_ok,
+                            "{}: `{top}[{inner}]` is not a parameter of {op}",
+                            action.key
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        used.len() >= 35,
+        "the actions use {} Stripe operations",
+        used.len()
+    );
+}
+
+#[test]
+fn every_trigger_is_an_event_stripe_can_send() {
+    let spec = spec();
+    let events: Vec<&str> = spec["enabled_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for t in TRIGGERS.iter() {
+        assert!(
+            events.contains(&t.key),
+            "{} is not in enabled_events",
+            t.key
+        );
+    }
+}
+
+#[test]
+fn docs_catalog_md_is_generated_from_the_catalog() {
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/catalog.md"
+    ))
+    .unwrap();
+    assert!(
+        committed == catalog::markdown(),
+        "docs/catalog.md is stale: run `cargo run -p connector-core --example catalog_md > docs/catalog.md`"
+    );
+}
+
+// ---- Stripe's refusals ----
+
+async fn refused_by_stripe(
+    key: &str,
+    input: Value,
+    status: u16,
+    error: Value,
+) -> (ApiError, Vec<Sent>) {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/invoices/in_123"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": "in_123", "status": "draft"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(
+            ResponseTemplate::new(status)
+                .insert_header("request-id", "req_x")
+                .set_body_json(json!({"error": error})),
+        )
+        .mount(&server)
+        .await;
+    let e = run(
+        catalog::action_by_key(key).unwrap(),
+        &input,
+        &client(&server),
+        None,
+    )
+    .await
+    .unwrap_err();
+    (e, sent(&server).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn card_errors_missing_objects_conflicts_and_limits_keep_their_meaning() {
+    let (e, _) = refused_by_stripe("payments.create", json!({"amount": 100, "currency": "usd", "confirm": true}), 402,
+        json!({"type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds", "message": "Your card has insufficient funds."})).await;
+    assert_eq!(e.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(e.message, "Your card has insufficient funds.");
+    let stripe = e.stripe.unwrap();
+    assert_eq!(
+        (
+            stripe["type"].as_str(),
+            stripe["decline_code"].as_str(),
+            stripe["request_id"].as_str()
+        ),
+        (
+            Some("card_error"),
+            Some("insufficient_funds"),
+            Some("req_x")
+        )
+    );
+
+    let (e, _) = refused_by_stripe("customers.find", json!({"id": "cus_404"}), 404,
+        json!({"type": "invalid_request_error", "code": "resource_missing", "param": "id", "message": "No such customer: 'cus_404'"})).await;
+    assert_eq!(
+        (e.status, e.param.as_deref()),
+        (StatusCode::NOT_FOUND, Some("id"))
+    );
+
+    let (e, sent) = refused_by_stripe("customers.create", json!({"name": "A"}), 409,
+        json!({"type": "idempotency_error", "message": "Keys for idempotent requests can only be used with the same parameters they were first used with."})).await;
+    assert_eq!(e.status, StatusCode::CONFLICT);
+    assert_eq!(sent.len(), 3, "409 is retried, then passed on");
+
+    let (e, sent) = refused_by_stripe(
+        "products.find",
+        json!({"id": "prod_1"}),
+        429,
+        json!({"type": "invalid_request_error", "message": "Too many requests"}),
+    )
+    .await;
+    assert_eq!((e.status, sent.len()), (StatusCode::TOO_MANY_REQUESTS, 3));
+
+    let (e, _) = refused_by_stripe(
+        "prices.find",
+        json!({"id": "price_1"}),
+        500,
+        json!({"type": "api_error", "message": "Something went wrong"}),
+    )
+    .await;
+    assert_eq!(
+        (e.status, e.kind),
+        (StatusCode::BAD_GATEWAY, "stripe_unavailable")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_draft_invoices_are_updated_or_deleted() {
+    for key in ["invoices.update", "invoices.delete"] {
+        let server =
+            stripe_answering(json!({"id": "in_123", "object": "invoice", "status": "open"})).await;
+        let e = run(
+            catalog::action_by_key(key).unwrap(),
+            &json!({"id": "in_123"}),
+            &client(&server),
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            (e.status, e.kind),
+            (StatusCode::CONFLICT, "invoice_not_draft"),
+            "{key}"
+        );
+        assert!(e.message.contains("in_123 is open"), "{}", e.message);
+        assert_eq!(
+            sent(&server).await,
+            vec![s("GET", "/v1/invoices/in_123", "")],
+            "{key}: only the status check"
+        );
+    }
+    // Stripe's own refusal (the invoice left draft between the check and the write).
+    let (e, _) = refused_by_stripe(
+        "invoices.delete",
+        json!({"id": "in_123"}),
+        400,
+        json!({"type": "invalid_request_error", "message": "You can only delete draft invoices."}),
+    )
+    .await;
+    assert_eq!(
+        (e.status, e.kind),
+        (StatusCode::CONFLICT, "invoice_not_draft")
+    );
+    assert_eq!(e.message, "You can only delete draft invoices.");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_with_prices_is_a_conflict_that_suggests_archiving() {
+    let (e, _) = refused_by_stripe("products.delete", json!({"id": "prod_1"}), 400,
+        json!({"type": "invalid_request_error", "message": "This product cannot be deleted because it has one or more user-created prices."})).await;
+    assert_eq!(
+        (e.status, e.kind),
+        (StatusCode::CONFLICT, "product_has_prices")
+    );
+    assert!(e.message.contains("Archive it instead"), "{}", e.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_intent_state_errors_are_conflicts() {
+    for key in ["payments.cancel", "payments.update"] {
+        let (e, _) = refused_by_stripe(key, json!({"id": "pi_1"}), 400, json!({
+            "type": "invalid_request_error", "code": "payment_intent_unexpected_state",
+            "message": "You cannot cancel this PaymentIntent because it has a status of succeeded."})).await;
+        assert_eq!(
+            (e.status, e.kind),
+            (StatusCode::CONFLICT, "payment_intent_unexpected_state"),
+            "{key}"
+        );
+        assert!(e.message.contains("status of succeeded"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_idempotency_key_reaches_stripe_on_writes_only() {
+    let server = stripe_answering(json!({"id": "cus_1"})).await;
+    let c = client(&server);
+    run(
+        catalog::action_by_key("customers.create").unwrap(),
+        &json!({"name": "A"}),
+        &c,
+        Some("order-42"),
+    )
+    .await
+    .unwrap();
+    run(
+        catalog::action_by_key("customers.find").unwrap(),
+        &json!({"id": "cus_1"}),
+        &c,
+        Some("order-42"),
+    )
+    .await
+    .unwrap();
+    let reqs = server.received_requests().await.unwrap();
+    assert_eq!(reqs[0].headers.get("idempotency-key").unwrap(), "order-42");
+    assert!(reqs[1].headers.get("idempotency-key").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_answers_data_has_more_and_next_page() {
+    let server = stripe_answering(json!({"object": "search_result", "data": [{"id": "in_1"}], "has_more": true, "next_page": "pg_2", "url": "/v1/invoices/search"})).await;
+    let out = run(
+        catalog::action_by_key("invoices.search").unwrap(),
+        &json!({"status": "paid", "page": "pg_1"}),
+        &client(&server),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out,
+        json!({"data": [{"id": "in_1"}], "has_more": true, "next_page": "pg_2"})
+    );
+    assert_eq!(
+        sent(&server).await[0].2,
+        "query=status%3A%22paid%22&limit=10&page=pg_1"
+    );
+}
