@@ -14,3 +14,4 @@ pub mod model;
 pub mod ports;
 pub mod stripe;
 pub mod webhook;
+pub mod workflow;

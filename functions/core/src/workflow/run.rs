@@ -1,0 +1,489 @@
+//! A run: one workflow executed for one event. States
+//! pending → running → succeeded | retrying | dead, a lease so that two
+//! workers never run it at once (and a dead worker's run is taken over when
+//! the lease expires), finished steps kept so a retry skips them, and the
+//! retry schedule. Stores persist a run with a condition on `version`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::http::ApiError;
+use crate::stripe::StripeError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Retrying,
+    Dead,
+}
+
+/// A finished step: its input after templates, and Stripe's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub action: String,
+    pub input: Value,
+    pub result: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub connection_id: String,
+    pub event_id: String,
+    pub workflow_id: String,
+    pub status: RunStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<i64>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    /// The target answered 2xx.
+    pub delivered: bool,
+    pub steps: Vec<StepRecord>,
+    /// Bumped by every transition; stores write on the version they read.
+    pub version: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What went wrong in an attempt, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Validation, a 4xx other than 409/429, a card error: retrying cannot help.
+    Permanent(String),
+    /// Network, timeout, 5xx, 409, 429, or Stripe saying to retry.
+    Transient(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("run is {0:?}; it cannot be claimed")]
+    NotClaimable(RunStatus),
+    #[error("run is not due until {0}")]
+    NotDue(i64),
+    #[error("run is leased to another worker until {0}")]
+    Leased(i64),
+    #[error("this worker does not hold the run's lease")]
+    NotLeaseHolder,
+}
+
+/// Delays between attempts: 30 s, 2 min, 10 min, 1 h, 6 h, 24 h, then dead.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub delays: Vec<i64>,
+    /// ± this fraction of each delay, at random.
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            delays: vec![30, 120, 600, 3600, 6 * 3600, 24 * 3600],
+            jitter: 0.1,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after failed attempt number `attempts` (1-based), or `None`
+    /// when retries are used up. `unit` in [-1, 1] picks the jitter.
+    pub fn delay(&self, attempts: u32, unit: f64) -> Option<i64> {
+        let base = *self.delays.get(attempts.checked_sub(1)? as usize)?;
+        let jitter = (base as f64 * self.jitter * unit.clamp(-1.0, 1.0)).round() as i64;
+        Some((base + jitter).max(1))
+    }
+}
+
+impl Run {
+    pub fn new(connection_id: &str, event_id: &str, workflow_id: &str, now: i64) -> Self {
+        Self {
+            connection_id: connection_id.to_string(),
+            event_id: event_id.to_string(),
+            workflow_id: workflow_id.to_string(),
+            status: RunStatus::Pending,
+            attempts: 0,
+            last_error: None,
+            next_attempt_at: Some(now),
+            lease_owner: None,
+            lease_until: None,
+            delivered: false,
+            steps: Vec::new(),
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn touch(&mut self, now: i64) {
+        self.version += 1;
+        self.updated_at = now;
+    }
+
+    /// Takes the run for `worker` for `lease_secs`: a pending or retrying run
+    /// that is due, or a running one whose worker's lease has expired.
+    pub fn claim(
+        &mut self,
+        worker: &str,
+        now: i64,
+        lease_secs: i64,
+    ) -> Result<(), TransitionError> {
+        match self.status {
+            RunStatus::Pending | RunStatus::Retrying => {
+                if let Some(at) = self.next_attempt_at.filter(|at| *at > now) {
+                    return Err(TransitionError::NotDue(at));
+                }
+            }
+            RunStatus::Running => {
+                if let Some(until) = self.lease_until.filter(|until| *until > now) {
+                    return Err(TransitionError::Leased(until));
+                }
+            }
+            s => return Err(TransitionError::NotClaimable(s)),
+        }
+        self.status = RunStatus::Running;
+        self.attempts += 1;
+        self.lease_owner = Some(worker.to_string());
+        self.lease_until = Some(now + lease_secs);
+        self.next_attempt_at = None;
+        self.touch(now);
+        Ok(())
+    }
+
+    fn holds(&self, worker: &str) -> Result<(), TransitionError> {
+        if self.status == RunStatus::Running && self.lease_owner.as_deref() == Some(worker) {
+            Ok(())
+        } else {
+            Err(TransitionError::NotLeaseHolder)
+        }
+    }
+
+    /// Records a finished step (kept across retries).
+    pub fn record_step(
+        &mut self,
+        worker: &str,
+        step: StepRecord,
+        now: i64,
+    ) -> Result<(), TransitionError> {
+        self.holds(worker)?;
+        self.steps.push(step);
+        self.touch(now);
+        Ok(())
+    }
+
+    pub fn record_delivery(&mut self, worker: &str, now: i64) -> Result<(), TransitionError> {
+        self.holds(worker)?;
+        self.delivered = true;
+        self.touch(now);
+        Ok(())
+    }
+
+    pub fn succeed(&mut self, worker: &str, now: i64) -> Result<(), TransitionError> {
+        self.holds(worker)?;
+        self.status = RunStatus::Succeeded;
+        self.last_error = None;
+        self.release(now);
+        Ok(())
+    }
+
+    /// A permanent failure ends the run as dead; a transient one schedules
+    /// the next attempt, until the policy's retries are used up.
+    pub fn fail(
+        &mut self,
+        worker: &str,
+        failure: Failure,
+        now: i64,
+        policy: &RetryPolicy,
+        unit: f64,
+    ) -> Result<(), TransitionError> {
+        self.holds(worker)?;
+        let (message, next) = match failure {
+            Failure::Permanent(m) => (m, None),
+            Failure::Transient(m) => {
+                let next = policy.delay(self.attempts, unit).map(|d| now + d);
+                (m, next)
+            }
+        };
+        self.status = if next.is_some() {
+            RunStatus::Retrying
+        } else {
+            RunStatus::Dead
+        };
+        self.next_attempt_at = next;
+        self.last_error = Some(message);
+        self.release(now);
+        Ok(())
+    }
+
+    fn release(&mut self, now: i64) {
+        self.lease_owner = None;
+        self.lease_until = None;
+        self.touch(now);
+    }
+}
+
+/// How a refused or failed action step is retried.
+pub fn classify_action_error(e: &ApiError) -> Failure {
+    let message = match e.stripe.as_ref().and_then(|s| s["request_id"].as_str()) {
+        Some(id) => format!("{} (Stripe request {id})", e.message),
+        None => e.message.clone(),
+    };
+    let state_conflict = matches!(
+        e.kind,
+        "invoice_not_draft" | "product_has_prices" | "payment_intent_unexpected_state"
+    );
+    let should_retry = e.stripe.as_ref().and_then(|s| s["should_retry"].as_bool());
+    let transient = match should_retry {
+        Some(verdict) => verdict,
+        None => match e.status.as_u16() {
+            409 => !state_conflict,
+            429 => true,
+            s => s >= 500,
+        },
+    };
+    if transient {
+        Failure::Transient(message)
+    } else {
+        Failure::Permanent(message)
+    }
+}
+
+/// How a failed Stripe call is retried.
+pub fn classify_stripe_error(e: &StripeError) -> Failure {
+    if e.is_transient() {
+        Failure::Transient(e.to_string())
+    } else {
+        Failure::Permanent(e.to_string())
+    }
+}
+
+/// How a target delivery is judged: `None` is no answer (network, timeout).
+pub fn classify_delivery(status: Option<u16>) -> Option<Failure> {
+    match status {
+        Some(s) if (200..300).contains(&s) => None,
+        None => Some(Failure::Transient(
+            "the target did not answer within 15 s".into(),
+        )),
+        Some(s @ (408 | 409 | 425 | 429)) | Some(s @ 500..=599) => {
+            Some(Failure::Transient(format!("the target answered {s}")))
+        }
+        Some(s) => Some(Failure::Permanent(format!("the target answered {s}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+    use serde_json::json;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn run() -> Run {
+        Run::new("conn_1", "evt_1", "wf_1", NOW)
+    }
+
+    #[test]
+    fn happy_path_pending_running_succeeded() {
+        let mut r = run();
+        assert_eq!(r.status, RunStatus::Pending);
+        r.claim("w1", NOW, 60).unwrap();
+        assert_eq!(
+            (r.status, r.attempts, r.lease_until),
+            (RunStatus::Running, 1, Some(NOW + 60))
+        );
+        r.record_step(
+            "w1",
+            StepRecord {
+                action: "invoices.finalize".into(),
+                input: json!({"id": "in_1"}),
+                result: json!({"id": "in_1"}),
+            },
+            NOW + 1,
+        )
+        .unwrap();
+        r.succeed("w1", NOW + 2).unwrap();
+        assert_eq!(
+            (r.status, r.lease_owner.as_deref(), r.steps.len()),
+            (RunStatus::Succeeded, None, 1)
+        );
+        assert_eq!(
+            r.claim("w2", NOW + 100, 60),
+            Err(TransitionError::NotClaimable(RunStatus::Succeeded))
+        );
+    }
+
+    #[test]
+    fn two_workers_never_hold_one_run_and_a_dead_workers_run_is_taken_over() {
+        let mut r = run();
+        r.claim("w1", NOW, 60).unwrap();
+        assert_eq!(
+            r.clone().claim("w2", NOW + 59, 60),
+            Err(TransitionError::Leased(NOW + 60))
+        );
+        // w1 died; after the lease w2 takes over, finished steps stay.
+        r.record_step(
+            "w1",
+            StepRecord {
+                action: "a".into(),
+                input: json!({}),
+                result: json!({}),
+            },
+            NOW + 1,
+        )
+        .unwrap();
+        r.claim("w2", NOW + 61, 60).unwrap();
+        assert_eq!(
+            (r.lease_owner.as_deref(), r.attempts, r.steps.len()),
+            (Some("w2"), 2, 1)
+        );
+        // The late first worker can no longer change the run.
+        assert_eq!(
+            r.succeed("w1", NOW + 62),
+            Err(TransitionError::NotLeaseHolder)
+        );
+        assert_eq!(
+            r.record_delivery("w1", NOW + 62),
+            Err(TransitionError::NotLeaseHolder)
+        );
+    }
+
+    #[test]
+    fn transient_failures_follow_the_schedule_then_the_run_is_dead() {
+        let policy = RetryPolicy::default();
+        let mut r = run();
+        let mut now = NOW;
+        let mut waits = Vec::new();
+        loop {
+            r.claim("w", now, 60).unwrap();
+            r.fail(
+                "w",
+                Failure::Transient("Stripe answered 503".into()),
+                now,
+                &policy,
+                0.0,
+            )
+            .unwrap();
+            match r.next_attempt_at {
+                Some(at) => {
+                    assert_eq!(r.status, RunStatus::Retrying);
+                    assert_eq!(
+                        r.clone().claim("w", at - 1, 60),
+                        Err(TransitionError::NotDue(at))
+                    );
+                    waits.push(at - now);
+                    now = at;
+                }
+                None => break,
+            }
+        }
+        assert_eq!(waits, [30, 120, 600, 3600, 21600, 86400]);
+        assert_eq!((r.status, r.attempts), (RunStatus::Dead, 7));
+        assert_eq!(r.last_error.as_deref(), Some("Stripe answered 503"));
+    }
+
+    #[test]
+    fn a_permanent_failure_is_dead_at_once_with_its_reason() {
+        let mut r = run();
+        r.claim("w", NOW, 60).unwrap();
+        r.fail(
+            "w",
+            Failure::Permanent("No such invoice: 'in_9'".into()),
+            NOW,
+            &RetryPolicy::default(),
+            0.0,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.status, r.next_attempt_at, r.last_error.as_deref()),
+            (RunStatus::Dead, None, Some("No such invoice: 'in_9'"))
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.delay(1, -1.0), Some(27));
+        assert_eq!(p.delay(1, 1.0), Some(33));
+        assert_eq!(p.delay(6, 0.5), Some(86400 + 4320));
+        assert_eq!(p.delay(7, 0.0), None);
+        assert_eq!(p.delay(0, 0.0), None);
+    }
+
+    #[test]
+    fn every_transition_bumps_the_version() {
+        let mut r = run();
+        let v0 = r.version;
+        r.claim("w", NOW, 60).unwrap();
+        r.record_delivery("w", NOW).unwrap();
+        r.succeed("w", NOW).unwrap();
+        assert_eq!(r.version, v0 + 3);
+    }
+
+    fn api_error(status: u16, kind: &'static str, stripe: Option<serde_json::Value>) -> ApiError {
+        let mut e = ApiError::new(StatusCode::from_u16(status).unwrap(), kind, "m");
+        e.stripe = stripe;
+        e
+    }
+
+    #[test]
+    fn action_failures_are_classified() {
+        use Failure::*;
+        let t = |e: &ApiError| matches!(classify_action_error(e), Transient(_));
+        assert!(!t(&api_error(400, "invalid_request", None)), "validation");
+        assert!(
+            !t(&api_error(
+                402,
+                "stripe_error",
+                Some(json!({"type": "card_error"}))
+            )),
+            "card error"
+        );
+        assert!(!t(&api_error(404, "stripe_error", Some(json!({})))));
+        assert!(t(&api_error(
+            409,
+            "stripe_error",
+            Some(json!({"type": "idempotency_error"}))
+        )));
+        assert!(
+            !t(&api_error(409, "invoice_not_draft", None)),
+            "a state conflict will not heal"
+        );
+        assert!(t(&api_error(429, "stripe_error", Some(json!({})))));
+        assert!(t(&api_error(502, "stripe_unavailable", None)));
+        assert!(t(&api_error(504, "stripe_timeout", None)));
+        assert!(t(&api_error(
+            400,
+            "stripe_error",
+            Some(json!({"should_retry": true}))
+        )));
+        assert!(!t(&api_error(
+            503,
+            "stripe_error",
+            Some(json!({"should_retry": false}))
+        )));
+        let e = api_error(400, "stripe_error", Some(json!({"request_id": "req_7"})));
+        assert_eq!(
+            classify_action_error(&e),
+            Permanent("m (Stripe request req_7)".into())
+        );
+    }
+
+    #[test]
+    fn deliveries_are_classified() {
+        assert_eq!(classify_delivery(Some(204)), None);
+        for s in [None, Some(500), Some(503), Some(429), Some(408)] {
+            assert!(
+                matches!(classify_delivery(s), Some(Failure::Transient(_))),
+                "{s:?}"
+            );
+        }
+        for s in [Some(400), Some(401), Some(404), Some(410)] {
+            assert!(
+                matches!(classify_delivery(s), Some(Failure::Permanent(_))),
+                "{s:?}"
+            );
+        }
+    }
+}
