@@ -132,3 +132,34 @@ mod tests {
         assert_eq!(back.webhook_secrets[0].expose_secret(), "whsec_alsosecret");
     }
 }
+
+/// A workflow: on `trigger` (a catalog trigger, or `*` for every event the
+/// connection receives), when `filter` holds, deliver the event to `target`
+/// and/or run `steps`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workflow {
+    pub id: String,
+    pub connection_id: String,
+    pub trigger: String,
+    #[serde(default)]
+    pub filter: serde_json::Map<String, serde_json::Value>,
+    pub target: Option<Target>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// A catalog action key, e.g. `invoices.finalize`.
+    pub action: String,
+    /// The action's input, with templates.
+    pub input: serde_json::Value,
+}

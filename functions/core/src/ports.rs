@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 
-use crate::model::{Connection, ConnectionSecrets, InsertOutcome, StoredEvent};
+use crate::model::{Connection, ConnectionSecrets, InsertOutcome, StoredEvent, Workflow};
+use crate::workflow::run::{Run, RunStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -52,6 +53,55 @@ pub trait EventStore: Send + Sync {
         connection_id: &str,
         query: &EventQuery,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+}
+
+#[async_trait]
+pub trait WorkflowStore: Send + Sync {
+    /// Writes a new workflow; `Conflict` if the id exists.
+    async fn insert_workflow(&self, workflow: &Workflow) -> Result<(), StoreError>;
+    async fn get_workflow(
+        &self,
+        connection_id: &str,
+        id: &str,
+    ) -> Result<Option<Workflow>, StoreError>;
+    /// A connection's workflows, oldest first.
+    async fn list_workflows(&self, connection_id: &str) -> Result<Vec<Workflow>, StoreError>;
+    /// Replaces an existing workflow; `Conflict` if it is gone.
+    async fn update_workflow(&self, workflow: &Workflow) -> Result<(), StoreError>;
+    async fn delete_workflow(&self, connection_id: &str, id: &str) -> Result<(), StoreError>;
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    pub status: Option<RunStatus>,
+    pub event_id: Option<String>,
+    pub workflow_id: Option<String>,
+    pub limit: usize,
+}
+
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Creates the run unless one exists for (connection, event, workflow):
+    /// `true` when this call created it. A run exists at most once.
+    async fn create_run(&self, run: &Run) -> Result<bool, StoreError>;
+    async fn get_run(
+        &self,
+        connection_id: &str,
+        event_id: &str,
+        workflow_id: &str,
+    ) -> Result<Option<Run>, StoreError>;
+    /// Writes `run` if the stored one still has `expected_version`;
+    /// `Conflict` when another worker wrote first.
+    async fn save_run(&self, run: &Run, expected_version: u64) -> Result<(), StoreError>;
+    /// A connection's runs, newest first, filtered.
+    async fn list_runs(
+        &self,
+        connection_id: &str,
+        query: &RunQuery,
+    ) -> Result<Vec<Run>, StoreError>;
+    /// Runs whose next attempt (or expired lease) is at or before `now`,
+    /// across connections, soonest first; read from an index, never a scan.
+    async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]

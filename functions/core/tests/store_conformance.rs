@@ -9,8 +9,14 @@ use std::sync::Arc;
 use connector_core::adapters::dynamo::DynamoStore;
 use connector_core::adapters::memory::MemoryStore;
 use connector_core::adapters::sqlite::SqliteStore;
-use connector_core::model::{Connection, InsertOutcome, StoredEvent, WebhookMode};
-use connector_core::ports::{ConnectionStore, EventQuery, EventStore, StoreError};
+use connector_core::model::{
+    Connection, InsertOutcome, Step, StoredEvent, Target, WebhookMode, Workflow,
+};
+use connector_core::ports::{
+    ConnectionStore, EventQuery, EventStore, RunQuery, RunStore, StoreError, WorkflowStore,
+};
+use connector_core::workflow::run::{Failure, RetryPolicy, Run, RunStatus};
+use serde_json::json;
 
 fn connection(id: &str, created_at: i64) -> Connection {
     Connection {
@@ -191,9 +197,263 @@ async fn conformance<S: ConnectionStore + EventStore + 'static>(store: Arc<S>) {
     );
 }
 
+fn workflow(conn: &str, id: &str, created_at: i64) -> Workflow {
+    Workflow {
+        id: id.to_string(),
+        connection_id: conn.to_string(),
+        trigger: "invoice.created".into(),
+        filter: json!({"event.data.object.status": "draft"})
+            .as_object()
+            .unwrap()
+            .clone(),
+        target: Some(Target {
+            url: "https://hooks.example.com/in".into(),
+        }),
+        steps: vec![Step {
+            action: "invoices.finalize".into(),
+            input: json!({"id": "{{event.data.object.id}}"}),
+        }],
+        enabled: true,
+        created_at,
+        updated_at: created_at,
+    }
+}
+
+async fn workflow_conformance<S: WorkflowStore + RunStore + 'static>(store: Arc<S>) {
+    let run_id = support::unique("");
+    let conn = format!("conn_w{run_id}");
+    let other = format!("conn_o{run_id}");
+
+    // Workflows.
+    store
+        .insert_workflow(&workflow(&conn, "wf_b", 20))
+        .await
+        .unwrap();
+    store
+        .insert_workflow(&workflow(&conn, "wf_a", 10))
+        .await
+        .unwrap();
+    store
+        .insert_workflow(&workflow(&other, "wf_a", 5))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.insert_workflow(&workflow(&conn, "wf_a", 10)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.get_workflow(&conn, "wf_a").await.unwrap(),
+        Some(workflow(&conn, "wf_a", 10))
+    );
+    let ids: Vec<String> = store
+        .list_workflows(&conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(ids, ["wf_a", "wf_b"], "oldest first, this connection only");
+    let mut off = workflow(&conn, "wf_b", 20);
+    off.enabled = false;
+    store.update_workflow(&off).await.unwrap();
+    assert!(
+        !store
+            .get_workflow(&conn, "wf_b")
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
+    assert!(matches!(
+        store.update_workflow(&workflow(&conn, "wf_gone", 1)).await,
+        Err(StoreError::Conflict)
+    ));
+    store.delete_workflow(&conn, "wf_b").await.unwrap();
+    assert!(store.get_workflow(&conn, "wf_b").await.unwrap().is_none());
+
+    // A run exists at most once per (event, workflow), even when 32 workers race.
+    let now = 1_900_000_000;
+    let handles: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            let r = Run::new(&conn, "evt_1", "wf_a", now);
+            tokio::spawn(async move { store.create_run(&r).await.unwrap() })
+        })
+        .collect();
+    let mut created = 0;
+    for h in handles {
+        created += h.await.unwrap() as usize;
+    }
+    assert_eq!(created, 1);
+    let stored = store
+        .get_run(&conn, "evt_1", "wf_a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, Run::new(&conn, "evt_1", "wf_a", now));
+
+    // Claiming is a conditional write: of two workers reading the same
+    // version, one wins.
+    let mut a = stored.clone();
+    let mut b = stored.clone();
+    a.claim("worker-a", now, 60).unwrap();
+    b.claim("worker-b", now, 60).unwrap();
+    store.save_run(&a, stored.version).await.unwrap();
+    assert!(matches!(
+        store.save_run(&b, stored.version).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store
+            .get_run(&conn, "evt_1", "wf_a")
+            .await
+            .unwrap()
+            .unwrap()
+            .lease_owner
+            .as_deref(),
+        Some("worker-a")
+    );
+
+    // Due runs come from the index: pending now, running with an expired
+    // lease, retrying when its time comes; finished runs never.
+    let due_ids = |runs: Vec<Run>| -> Vec<String> {
+        runs.into_iter()
+            .filter(|r| r.connection_id == conn)
+            .map(|r| format!("{}/{}", r.event_id, r.workflow_id))
+            .collect()
+    };
+    store
+        .create_run(&Run::new(&conn, "evt_2", "wf_a", now + 5))
+        .await
+        .unwrap();
+    assert_eq!(
+        due_ids(store.due_runs(now + 10, 1000).await.unwrap()),
+        ["evt_2/wf_a"],
+        "evt_1 is leased until now+60"
+    );
+    assert_eq!(
+        due_ids(store.due_runs(now + 60, 1000).await.unwrap()),
+        ["evt_2/wf_a", "evt_1/wf_a"],
+        "soonest first"
+    );
+    let v = a.version;
+    a.fail(
+        "worker-a",
+        Failure::Transient("503".into()),
+        now + 1,
+        &RetryPolicy::default(),
+        0.0,
+    )
+    .unwrap();
+    store.save_run(&a, v).await.unwrap();
+    assert_eq!(
+        due_ids(store.due_runs(now + 30, 1000).await.unwrap()),
+        ["evt_2/wf_a"]
+    );
+    assert_eq!(
+        due_ids(store.due_runs(now + 31, 1000).await.unwrap()),
+        ["evt_2/wf_a", "evt_1/wf_a"]
+    );
+    let v = a.version;
+    a.claim("worker-c", now + 31, 60).unwrap();
+    a.succeed("worker-c", now + 32).unwrap();
+    store.save_run(&a, v).await.unwrap();
+    assert!(
+        matches!(store.save_run(&a, v).await, Err(StoreError::Conflict)),
+        "a stale version never overwrites"
+    );
+    assert_eq!(
+        due_ids(store.due_runs(now + 100_000, 1000).await.unwrap()),
+        ["evt_2/wf_a"],
+        "succeeded runs leave the index"
+    );
+
+    // Listing: newest first, filtered.
+    store
+        .create_run(&Run::new(&conn, "evt_3", "wf_b", now + 9))
+        .await
+        .unwrap();
+    let list = |q: RunQuery| {
+        let store = store.clone();
+        let conn = conn.clone();
+        async move {
+            store
+                .list_runs(&conn, &q)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| format!("{}/{}", r.event_id, r.workflow_id))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list(RunQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await,
+        ["evt_3/wf_b", "evt_2/wf_a", "evt_1/wf_a"]
+    );
+    assert_eq!(
+        list(RunQuery {
+            limit: 10,
+            status: Some(RunStatus::Succeeded),
+            ..Default::default()
+        })
+        .await,
+        ["evt_1/wf_a"]
+    );
+    assert_eq!(
+        list(RunQuery {
+            limit: 10,
+            event_id: Some("evt_2".into()),
+            ..Default::default()
+        })
+        .await,
+        ["evt_2/wf_a"]
+    );
+    assert_eq!(
+        list(RunQuery {
+            limit: 10,
+            workflow_id: Some("wf_b".into()),
+            ..Default::default()
+        })
+        .await,
+        ["evt_3/wf_b"]
+    );
+    assert_eq!(
+        list(RunQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .await,
+        ["evt_3/wf_b"]
+    );
+}
+
 #[tokio::test]
 async fn memory_store() {
     conformance(Arc::new(MemoryStore::default())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_workflows_and_runs() {
+    workflow_conformance(Arc::new(MemoryStore::default())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_workflows_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    workflow_conformance(Arc::new(
+        SqliteStore::open(&dir.path().join("store.db")).unwrap(),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_workflows_and_runs_on_moto() {
+    let (client, table) = support::dynamo_table().await;
+    workflow_conformance(Arc::new(DynamoStore::new(client, table))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

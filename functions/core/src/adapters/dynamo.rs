@@ -16,8 +16,11 @@ use aws_sdk_dynamodb::types::{
 };
 use serde_json::Value;
 
-use crate::model::{Connection, InsertOutcome, StoredEvent};
-use crate::ports::{ConnectionStore, EventQuery, EventStore, StoreError};
+use crate::model::{Connection, InsertOutcome, StoredEvent, Workflow};
+use crate::ports::{
+    ConnectionStore, EventQuery, EventStore, RunQuery, RunStore, StoreError, WorkflowStore,
+};
+use crate::workflow::run::Run;
 
 /// An event body larger than this is not stored (DynamoDB items are at most
 /// 400 KB); the event is marked for fetching from Stripe instead.
@@ -339,6 +342,243 @@ impl EventStore for DynamoStore {
         }
         out.truncate(query.limit);
         Ok(out)
+    }
+}
+
+const DUE_INDEX_PK: &str = "DUE";
+
+fn record<T: serde::Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
+    serde_json::to_string(value)
+        .map(s)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_record<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+    let text =
+        get_s(item, "record").ok_or_else(|| StoreError::Corrupt("item without record".into()))?;
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn run_sk(event_id: &str, workflow_id: &str) -> String {
+    format!("RUN#{event_id}#{workflow_id}")
+}
+
+impl DynamoStore {
+    /// A run item. While it awaits a worker it is in the sparse `DUE` entry
+    /// of gsi1, sorted by when it is due; finished runs leave the index.
+    fn run_item(run: &Run) -> Result<Item, StoreError> {
+        let mut item = HashMap::from([
+            ("pk".into(), s(conn_pk(&run.connection_id))),
+            ("sk".into(), s(run_sk(&run.event_id, &run.workflow_id))),
+            ("kind".into(), s("run")),
+            ("version".into(), n(run.version as i64)),
+            ("record".into(), record(run)?),
+        ]);
+        if let Some(due) = run.due_at() {
+            item.insert("gsi1pk".into(), s(DUE_INDEX_PK));
+            item.insert(
+                "gsi1sk".into(),
+                s(format!(
+                    "{}#{}#{}#{}",
+                    sort_time(due, ""),
+                    run.connection_id,
+                    run.event_id,
+                    run.workflow_id
+                )),
+            );
+        }
+        Ok(item)
+    }
+
+    async fn query_prefix(&self, pk: String, prefix: String) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :p AND begins_with(sk, :s)")
+                .expression_attribute_values(":p", s(pk.clone()))
+                .expression_attribute_values(":s", s(prefix.clone()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            out.extend(page.items().iter().cloned());
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn conditional_put(
+        &self,
+        item: Item,
+        condition: &str,
+        values: Option<(&str, AttributeValue)>,
+    ) -> Result<bool, StoreError> {
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition);
+        if let Some((name, value)) = values {
+            req = req.expression_attribute_values(name, value);
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl WorkflowStore for DynamoStore {
+    async fn insert_workflow(&self, w: &Workflow) -> Result<(), StoreError> {
+        let item = HashMap::from([
+            ("pk".into(), s(conn_pk(&w.connection_id))),
+            ("sk".into(), s(format!("WF#{}", w.id))),
+            ("kind".into(), s("workflow")),
+            ("record".into(), record(w)?),
+        ]);
+        if self
+            .conditional_put(item, "attribute_not_exists(pk)", None)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+
+    async fn get_workflow(
+        &self,
+        connection_id: &str,
+        id: &str,
+    ) -> Result<Option<Workflow>, StoreError> {
+        self.get_item(conn_pk(connection_id), format!("WF#{id}"))
+            .await?
+            .map(|i| from_record(&i))
+            .transpose()
+    }
+
+    async fn list_workflows(&self, connection_id: &str) -> Result<Vec<Workflow>, StoreError> {
+        let items = self
+            .query_prefix(conn_pk(connection_id), "WF#".into())
+            .await?;
+        let mut all = items
+            .iter()
+            .map(from_record)
+            .collect::<Result<Vec<Workflow>, _>>()?;
+        all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(all)
+    }
+
+    async fn update_workflow(&self, w: &Workflow) -> Result<(), StoreError> {
+        let item = HashMap::from([
+            ("pk".into(), s(conn_pk(&w.connection_id))),
+            ("sk".into(), s(format!("WF#{}", w.id))),
+            ("kind".into(), s("workflow")),
+            ("record".into(), record(w)?),
+        ]);
+        if self
+            .conditional_put(item, "attribute_exists(pk)", None)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+
+    async fn delete_workflow(&self, connection_id: &str, id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(conn_pk(connection_id)))
+            .key("sk", s(format!("WF#{id}")))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RunStore for DynamoStore {
+    async fn create_run(&self, run: &Run) -> Result<bool, StoreError> {
+        self.conditional_put(Self::run_item(run)?, "attribute_not_exists(pk)", None)
+            .await
+    }
+
+    async fn get_run(
+        &self,
+        connection_id: &str,
+        event_id: &str,
+        workflow_id: &str,
+    ) -> Result<Option<Run>, StoreError> {
+        self.get_item(conn_pk(connection_id), run_sk(event_id, workflow_id))
+            .await?
+            .map(|i| from_record(&i))
+            .transpose()
+    }
+
+    async fn save_run(&self, run: &Run, expected_version: u64) -> Result<(), StoreError> {
+        let written = self
+            .conditional_put(
+                Self::run_item(run)?,
+                "version = :v",
+                Some((":v", n(expected_version as i64))),
+            )
+            .await?;
+        if written {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+
+    async fn list_runs(
+        &self,
+        connection_id: &str,
+        query: &RunQuery,
+    ) -> Result<Vec<Run>, StoreError> {
+        let prefix = match &query.event_id {
+            Some(e) => format!("RUN#{e}#"),
+            None => "RUN#".into(),
+        };
+        let items = self.query_prefix(conn_pk(connection_id), prefix).await?;
+        let runs = items
+            .iter()
+            .map(from_record)
+            .collect::<Result<Vec<Run>, _>>()?;
+        Ok(super::filter_runs(runs, query))
+    }
+
+    async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression("gsi1pk = :p AND gsi1sk <= :t")
+            .expression_attribute_values(":p", s(DUE_INDEX_PK))
+            // Every key due at `now` sorts before "{now}#~" ('~' follows id characters).
+            .expression_attribute_values(":t", s(format!("{}~", sort_time(now, ""))))
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        page.items().iter().map(from_record).collect()
     }
 }
 

@@ -6,15 +6,19 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
 
-use crate::model::{Connection, ConnectionSecrets, InsertOutcome, StoredEvent};
+use crate::model::{Connection, ConnectionSecrets, InsertOutcome, StoredEvent, Workflow};
 use crate::ports::{
-    Clock, ConnectionStore, EventQuery, EventStore, SecretStore, SecretsError, StoreError,
+    Clock, ConnectionStore, EventQuery, EventStore, RunQuery, RunStore, SecretStore, SecretsError,
+    StoreError, WorkflowStore,
 };
+use crate::workflow::run::Run;
 
 #[derive(Default)]
 pub struct MemoryStore {
     connections: Mutex<BTreeMap<String, Connection>>,
     events: Mutex<BTreeMap<(String, String), StoredEvent>>,
+    workflows: Mutex<BTreeMap<(String, String), Workflow>>,
+    runs: Mutex<BTreeMap<(String, String, String), Run>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -92,6 +96,123 @@ impl EventStore for MemoryStore {
             .cloned()
             .collect();
         Ok(super::page_events(all, query))
+    }
+}
+
+#[async_trait]
+impl WorkflowStore for MemoryStore {
+    async fn insert_workflow(&self, w: &Workflow) -> Result<(), StoreError> {
+        let mut map = lock(&self.workflows);
+        let key = (w.connection_id.clone(), w.id.clone());
+        if map.contains_key(&key) {
+            return Err(StoreError::Conflict);
+        }
+        map.insert(key, w.clone());
+        Ok(())
+    }
+
+    async fn get_workflow(
+        &self,
+        connection_id: &str,
+        id: &str,
+    ) -> Result<Option<Workflow>, StoreError> {
+        Ok(lock(&self.workflows)
+            .get(&(connection_id.to_string(), id.to_string()))
+            .cloned())
+    }
+
+    async fn list_workflows(&self, connection_id: &str) -> Result<Vec<Workflow>, StoreError> {
+        let mut all: Vec<_> = lock(&self.workflows)
+            .values()
+            .filter(|w| w.connection_id == connection_id)
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(all)
+    }
+
+    async fn update_workflow(&self, w: &Workflow) -> Result<(), StoreError> {
+        match lock(&self.workflows).get_mut(&(w.connection_id.clone(), w.id.clone())) {
+            Some(slot) => {
+                *slot = w.clone();
+                Ok(())
+            }
+            None => Err(StoreError::Conflict),
+        }
+    }
+
+    async fn delete_workflow(&self, connection_id: &str, id: &str) -> Result<(), StoreError> {
+        lock(&self.workflows).remove(&(connection_id.to_string(), id.to_string()));
+        Ok(())
+    }
+}
+
+fn run_key(r: &Run) -> (String, String, String) {
+    (
+        r.connection_id.clone(),
+        r.event_id.clone(),
+        r.workflow_id.clone(),
+    )
+}
+
+#[async_trait]
+impl RunStore for MemoryStore {
+    async fn create_run(&self, run: &Run) -> Result<bool, StoreError> {
+        let mut map = lock(&self.runs);
+        if map.contains_key(&run_key(run)) {
+            return Ok(false);
+        }
+        map.insert(run_key(run), run.clone());
+        Ok(true)
+    }
+
+    async fn get_run(
+        &self,
+        connection_id: &str,
+        event_id: &str,
+        workflow_id: &str,
+    ) -> Result<Option<Run>, StoreError> {
+        Ok(lock(&self.runs)
+            .get(&(
+                connection_id.to_string(),
+                event_id.to_string(),
+                workflow_id.to_string(),
+            ))
+            .cloned())
+    }
+
+    async fn save_run(&self, run: &Run, expected_version: u64) -> Result<(), StoreError> {
+        match lock(&self.runs).get_mut(&run_key(run)) {
+            Some(slot) if slot.version == expected_version => {
+                *slot = run.clone();
+                Ok(())
+            }
+            _ => Err(StoreError::Conflict),
+        }
+    }
+
+    async fn list_runs(
+        &self,
+        connection_id: &str,
+        query: &RunQuery,
+    ) -> Result<Vec<Run>, StoreError> {
+        let all = lock(&self.runs)
+            .values()
+            .filter(|r| r.connection_id == connection_id)
+            .cloned()
+            .collect();
+        Ok(super::filter_runs(all, query))
+    }
+
+    async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError> {
+        let mut due: Vec<Run> = lock(&self.runs)
+            .values()
+            .filter(|r| r.due_at().is_some_and(|at| at <= now))
+            .cloned()
+            .collect();
+        due.sort_by_key(|r| (r.due_at(), r.created_at));
+        due.truncate(limit);
+        Ok(due)
     }
 }
 

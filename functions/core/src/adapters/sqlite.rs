@@ -7,8 +7,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use crate::model::{Connection, InsertOutcome, StoredEvent};
-use crate::ports::{ConnectionStore, EventQuery, EventStore, StoreError};
+use crate::model::{Connection, InsertOutcome, StoredEvent, Workflow};
+use crate::ports::{
+    ConnectionStore, EventQuery, EventStore, RunQuery, RunStore, StoreError, WorkflowStore,
+};
+use crate::workflow::run::Run;
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -56,7 +59,23 @@ impl SqliteStore {
                  record TEXT NOT NULL,
                  PRIMARY KEY (connection_id, event_id));
              CREATE INDEX IF NOT EXISTS events_newest
-                 ON events (connection_id, created DESC, event_id DESC);",
+                 ON events (connection_id, created DESC, event_id DESC);
+             CREATE TABLE IF NOT EXISTS workflows (
+                 connection_id TEXT NOT NULL,
+                 id TEXT NOT NULL,
+                 created_at INTEGER NOT NULL,
+                 record TEXT NOT NULL,
+                 PRIMARY KEY (connection_id, id));
+             CREATE TABLE IF NOT EXISTS runs (
+                 connection_id TEXT NOT NULL,
+                 event_id TEXT NOT NULL,
+                 workflow_id TEXT NOT NULL,
+                 created_at INTEGER NOT NULL,
+                 due_at INTEGER,
+                 version INTEGER NOT NULL,
+                 record TEXT NOT NULL,
+                 PRIMARY KEY (connection_id, event_id, workflow_id));
+             CREATE INDEX IF NOT EXISTS runs_due ON runs (due_at) WHERE due_at IS NOT NULL;",
         )
         .map_err(unavailable)?;
         Ok(Self {
@@ -230,6 +249,201 @@ impl EventStore for SqliteStore {
                 let rows = stmt
                     .query_map(params![conn, query.event_type, c_created, c_id, query.limit as i64], |r| r.get(0))
                     .map_err(unavailable)?;
+                rows.collect::<Result<_, _>>().map_err(unavailable)
+            })
+            .await?;
+        rows.iter().map(|t| decode(t)).collect()
+    }
+}
+
+#[async_trait]
+impl WorkflowStore for SqliteStore {
+    async fn insert_workflow(&self, w: &Workflow) -> Result<(), StoreError> {
+        let (conn, id, created, record) = (
+            w.connection_id.clone(),
+            w.id.clone(),
+            w.created_at,
+            encode(w)?,
+        );
+        self.with(move |db| {
+            let n = db
+                .execute(
+                    "INSERT OR IGNORE INTO workflows (connection_id, id, created_at, record) VALUES (?1, ?2, ?3, ?4)",
+                    params![conn, id, created, record],
+                )
+                .map_err(unavailable)?;
+            if n == 0 { Err(StoreError::Conflict) } else { Ok(()) }
+        })
+        .await
+    }
+
+    async fn get_workflow(
+        &self,
+        connection_id: &str,
+        id: &str,
+    ) -> Result<Option<Workflow>, StoreError> {
+        let (conn, id) = (connection_id.to_string(), id.to_string());
+        let text: Option<String> = self
+            .with(move |db| {
+                db.query_row(
+                    "SELECT record FROM workflows WHERE connection_id = ?1 AND id = ?2",
+                    [conn, id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)
+            })
+            .await?;
+        text.map(|t| decode(&t)).transpose()
+    }
+
+    async fn list_workflows(&self, connection_id: &str) -> Result<Vec<Workflow>, StoreError> {
+        let conn = connection_id.to_string();
+        let rows: Vec<String> = self
+            .with(move |db| {
+                let mut stmt = db
+                    .prepare("SELECT record FROM workflows WHERE connection_id = ?1 ORDER BY created_at, id")
+                    .map_err(unavailable)?;
+                let rows = stmt.query_map([conn], |r| r.get(0)).map_err(unavailable)?;
+                rows.collect::<Result<_, _>>().map_err(unavailable)
+            })
+            .await?;
+        rows.iter().map(|t| decode(t)).collect()
+    }
+
+    async fn update_workflow(&self, w: &Workflow) -> Result<(), StoreError> {
+        let (conn, id, record) = (w.connection_id.clone(), w.id.clone(), encode(w)?);
+        self.with(move |db| {
+            let n = db
+                .execute(
+                    "UPDATE workflows SET record = ?3 WHERE connection_id = ?1 AND id = ?2",
+                    params![conn, id, record],
+                )
+                .map_err(unavailable)?;
+            if n == 0 {
+                Err(StoreError::Conflict)
+            } else {
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn delete_workflow(&self, connection_id: &str, id: &str) -> Result<(), StoreError> {
+        let (conn, id) = (connection_id.to_string(), id.to_string());
+        self.with(move |db| {
+            db.execute(
+                "DELETE FROM workflows WHERE connection_id = ?1 AND id = ?2",
+                [conn, id],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn create_run(&self, run: &Run) -> Result<bool, StoreError> {
+        let record = encode(run)?;
+        let (c, e, w, created, due, v) = (
+            run.connection_id.clone(),
+            run.event_id.clone(),
+            run.workflow_id.clone(),
+            run.created_at,
+            run.due_at(),
+            run.version as i64,
+        );
+        self.with(move |db| {
+            let n = db
+                .execute(
+                    "INSERT OR IGNORE INTO runs (connection_id, event_id, workflow_id, created_at, due_at, version, record)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![c, e, w, created, due, v, record],
+                )
+                .map_err(unavailable)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn get_run(
+        &self,
+        connection_id: &str,
+        event_id: &str,
+        workflow_id: &str,
+    ) -> Result<Option<Run>, StoreError> {
+        let (c, e, w) = (
+            connection_id.to_string(),
+            event_id.to_string(),
+            workflow_id.to_string(),
+        );
+        let text: Option<String> = self
+            .with(move |db| {
+                db.query_row(
+                    "SELECT record FROM runs WHERE connection_id = ?1 AND event_id = ?2 AND workflow_id = ?3",
+                    [c, e, w],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)
+            })
+            .await?;
+        text.map(|t| decode(&t)).transpose()
+    }
+
+    async fn save_run(&self, run: &Run, expected_version: u64) -> Result<(), StoreError> {
+        let record = encode(run)?;
+        let (c, e, w, due, v) = (
+            run.connection_id.clone(),
+            run.event_id.clone(),
+            run.workflow_id.clone(),
+            run.due_at(),
+            run.version as i64,
+        );
+        self.with(move |db| {
+            let n = db
+                .execute(
+                    "UPDATE runs SET record = ?4, due_at = ?5, version = ?6
+                     WHERE connection_id = ?1 AND event_id = ?2 AND workflow_id = ?3 AND version = ?7",
+                    params![c, e, w, record, due, v, expected_version as i64],
+                )
+                .map_err(unavailable)?;
+            if n == 0 { Err(StoreError::Conflict) } else { Ok(()) }
+        })
+        .await
+    }
+
+    async fn list_runs(
+        &self,
+        connection_id: &str,
+        query: &RunQuery,
+    ) -> Result<Vec<Run>, StoreError> {
+        let conn = connection_id.to_string();
+        let rows: Vec<String> = self
+            .with(move |db| {
+                let mut stmt = db
+                    .prepare("SELECT record FROM runs WHERE connection_id = ?1")
+                    .map_err(unavailable)?;
+                let rows = stmt.query_map([conn], |r| r.get(0)).map_err(unavailable)?;
+                rows.collect::<Result<_, _>>().map_err(unavailable)
+            })
+            .await?;
+        let runs = rows
+            .iter()
+            .map(|t| decode(t))
+            .collect::<Result<Vec<Run>, _>>()?;
+        Ok(super::filter_runs(runs, query))
+    }
+
+    async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError> {
+        let rows: Vec<String> = self
+            .with(move |db| {
+                let mut stmt = db
+                    .prepare("SELECT record FROM runs WHERE due_at IS NOT NULL AND due_at <= ?1 ORDER BY due_at, created_at LIMIT ?2")
+                    .map_err(unavailable)?;
+                let rows = stmt.query_map(params![now, limit as i64], |r| r.get(0)).map_err(unavailable)?;
                 rows.collect::<Result<_, _>>().map_err(unavailable)
             })
             .await?;

@@ -40,12 +40,12 @@ fn push_key(out: &mut String, key: &str) {
     let mut start = 0;
     for (i, c) in key.char_indices() {
         if c == '[' || c == ']' {
-            out.extend(form_urlencoded::byte_serialize(key[start..i].as_bytes()));
+            out.extend(form_urlencoded::byte_serialize(&key.as_bytes()[start..i]));
             out.push(c);
             start = i + 1;
         }
     }
-    out.extend(form_urlencoded::byte_serialize(key[start..].as_bytes()));
+    out.extend(form_urlencoded::byte_serialize(&key.as_bytes()[start..]));
 }
 
 fn walk(prefix: String, value: &Value, out: &mut Vec<(String, String)>) {

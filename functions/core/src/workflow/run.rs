@@ -116,6 +116,17 @@ impl Run {
         }
     }
 
+    /// When a worker should look at this run next: the next attempt of a
+    /// pending or retrying run, the lease end of a running one; never for a
+    /// finished run. Stores index runs by it.
+    pub fn due_at(&self) -> Option<i64> {
+        match self.status {
+            RunStatus::Pending | RunStatus::Retrying => self.next_attempt_at,
+            RunStatus::Running => self.lease_until,
+            RunStatus::Succeeded | RunStatus::Dead => None,
+        }
+    }
+
     fn touch(&mut self, now: i64) {
         self.version += 1;
         self.updated_at = now;
@@ -409,6 +420,26 @@ mod tests {
         assert_eq!(p.delay(6, 0.5), Some(86400 + 4320));
         assert_eq!(p.delay(7, 0.0), None);
         assert_eq!(p.delay(0, 0.0), None);
+    }
+
+    #[test]
+    fn due_at_follows_the_state() {
+        let mut r = run();
+        assert_eq!(r.due_at(), Some(NOW));
+        r.claim("w", NOW, 60).unwrap();
+        assert_eq!(r.due_at(), Some(NOW + 60));
+        r.fail(
+            "w",
+            Failure::Transient("x".into()),
+            NOW,
+            &RetryPolicy::default(),
+            0.0,
+        )
+        .unwrap();
+        assert_eq!(r.due_at(), Some(NOW + 30));
+        r.claim("w", NOW + 30, 60).unwrap();
+        r.succeed("w", NOW + 31).unwrap();
+        assert_eq!(r.due_at(), None);
     }
 
     #[test]
