@@ -42,6 +42,7 @@ async fn app(stripe: &MockServer) -> App {
         .put_secrets(
             CONN,
             &ConnectionSecrets {
+                target_secrets: Default::default(),
                 api_key: SecretString::from(KEY.to_string()),
                 webhook_secrets: vec![],
             },
@@ -51,7 +52,6 @@ async fn app(stripe: &MockServer) -> App {
     App::new(
         config,
         store.clone(),
-        store,
         secrets,
         Arc::new(FixedClock::at(1_800_000_000)),
     )

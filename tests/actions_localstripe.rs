@@ -20,6 +20,7 @@ async fn connected() -> (tempfile::TempDir, Running, String) {
         .put_secrets(
             &id,
             &ConnectionSecrets {
+                target_secrets: Default::default(),
                 api_key: SecretString::from(KEY.to_string()),
                 webhook_secrets: vec![],
             },

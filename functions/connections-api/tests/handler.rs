@@ -38,7 +38,6 @@ async fn env() -> Env {
     let app = App::new(
         config,
         store.clone(),
-        store.clone(),
         secrets.clone(),
         Arc::new(FixedClock::at(1_800_000_000)),
     )

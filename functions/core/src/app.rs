@@ -12,7 +12,10 @@ use crate::adapters::local_secrets::LocalSecretsFile;
 use crate::adapters::secrets_manager::SecretsManagerStore;
 use crate::adapters::sqlite::SqliteStore;
 use crate::config::{Config, ConfigError};
-use crate::ports::{Clock, ConnectionStore, EventStore, SecretStore, StoreError, SystemClock};
+use crate::ports::{
+    Clock, ConnectionStore, EventStore, RunStore, SecretStore, StoreError, SystemClock,
+    WorkflowStore,
+};
 use crate::stripe::{StripeClient, StripeSettings, http_client};
 
 /// How long a Lambda keeps a connection's secrets before reading them again.
@@ -23,6 +26,8 @@ pub struct App {
     pub config: Arc<Config>,
     pub connections: Arc<dyn ConnectionStore>,
     pub events: Arc<dyn EventStore>,
+    pub workflows: Arc<dyn WorkflowStore>,
+    pub runs: Arc<dyn RunStore>,
     pub secrets: Arc<dyn SecretStore>,
     pub clock: Arc<dyn Clock>,
     http: reqwest::Client,
@@ -30,23 +35,33 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(
+    /// Every store adapter implements all four record ports; one store serves them.
+    pub fn new<S>(
         config: Config,
-        connections: Arc<dyn ConnectionStore>,
-        events: Arc<dyn EventStore>,
+        store: Arc<S>,
         secrets: Arc<dyn SecretStore>,
         clock: Arc<dyn Clock>,
-    ) -> Self {
+    ) -> Self
+    where
+        S: ConnectionStore + EventStore + WorkflowStore + RunStore + 'static,
+    {
         let stripe_settings = Arc::new(config.stripe_settings());
         Self {
             config: Arc::new(config),
-            connections,
-            events,
+            connections: store.clone(),
+            events: store.clone(),
+            workflows: store.clone(),
+            runs: store,
             secrets,
             clock,
             http: http_client(),
             stripe_settings,
         }
+    }
+
+    /// The shared HTTP client (rustls), for target deliveries.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Overrides how the app talks to Stripe (tests shorten the backoff).
@@ -73,7 +88,6 @@ impl App {
         );
         Ok(Self::new(
             config,
-            store.clone(),
             store,
             Arc::new(secrets),
             Arc::new(SystemClock),
@@ -87,13 +101,7 @@ impl App {
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
         let store = Arc::new(SqliteStore::open(&dir.join("connector.db"))?);
         let secrets = Arc::new(LocalSecretsFile::new(dir.join("secrets.json")));
-        Ok(Self::new(
-            config,
-            store.clone(),
-            store,
-            secrets,
-            Arc::new(SystemClock),
-        ))
+        Ok(Self::new(config, store, secrets, Arc::new(SystemClock)))
     }
 
     /// A Stripe client for one key, pinned to a version.

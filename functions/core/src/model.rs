@@ -64,6 +64,8 @@ pub struct ConnectionSecrets {
     pub api_key: SecretString,
     /// Active webhook signing secrets, newest first; more than one during a rotation.
     pub webhook_secrets: Vec<SecretString>,
+    /// Per workflow: the secret its target deliveries are signed with.
+    pub target_secrets: std::collections::BTreeMap<String, SecretString>,
 }
 
 impl std::fmt::Debug for ConnectionSecrets {
@@ -83,6 +85,8 @@ struct SecretsWire {
     api_key: String,
     #[serde(default)]
     webhook_secrets: Vec<String>,
+    #[serde(default)]
+    target_secrets: std::collections::BTreeMap<String, String>,
 }
 
 impl ConnectionSecrets {
@@ -94,6 +98,11 @@ impl ConnectionSecrets {
                 .webhook_secrets
                 .iter()
                 .map(|s| s.expose_secret().to_string())
+                .collect(),
+            target_secrets: self
+                .target_secrets
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose_secret().to_string()))
                 .collect(),
         })
         .unwrap_or_default()
@@ -108,6 +117,11 @@ impl ConnectionSecrets {
                 .into_iter()
                 .map(SecretString::from)
                 .collect(),
+            target_secrets: wire
+                .target_secrets
+                .into_iter()
+                .map(|(k, v)| (k, SecretString::from(v)))
+                .collect(),
         })
     }
 }
@@ -121,6 +135,11 @@ mod tests {
         let s = ConnectionSecrets {
             api_key: SecretString::from("sk_test_topsecret123".to_string()),
             webhook_secrets: vec![SecretString::from("whsec_alsosecret".to_string())],
+            target_secrets: [(
+                "wf_1".to_string(),
+                SecretString::from("whsec_targetsecret".to_string()),
+            )]
+            .into(),
         };
         let debug = format!("{s:?}");
         assert!(
@@ -130,6 +149,10 @@ mod tests {
         let back = ConnectionSecrets::from_json(&s.to_json()).unwrap();
         assert_eq!(back.api_key.expose_secret(), "sk_test_topsecret123");
         assert_eq!(back.webhook_secrets[0].expose_secret(), "whsec_alsosecret");
+        assert_eq!(
+            back.target_secrets["wf_1"].expose_secret(),
+            "whsec_targetsecret"
+        );
     }
 }
 

@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 fn secrets(key: &str, hooks: &[&str]) -> ConnectionSecrets {
     ConnectionSecrets {
+        target_secrets: Default::default(),
         api_key: SecretString::from(key.to_string()),
         webhook_secrets: hooks
             .iter()

@@ -32,7 +32,6 @@ async fn env() -> Env {
     let app = App::new(
         config,
         store.clone(),
-        store.clone(),
         secrets.clone(),
         Arc::new(FixedClock::at(T + 10)),
     );
@@ -55,6 +54,7 @@ async fn env() -> Env {
         .put_secrets(
             CONN,
             &ConnectionSecrets {
+                target_secrets: Default::default(),
                 api_key: SecretString::from("sk_test_fixturekey".to_string()),
                 webhook_secrets: vec![SecretString::from(SECRET.to_string())],
             },
@@ -238,6 +238,7 @@ async fn a_second_secret_verifies_during_rotation() {
         .put_secrets(
             CONN,
             &ConnectionSecrets {
+                target_secrets: Default::default(),
                 api_key: SecretString::from("sk_test_fixturekey".to_string()),
                 webhook_secrets: vec![
                     SecretString::from("whsec_someoneelse".to_string()),

@@ -70,6 +70,7 @@ mod tests {
 
     fn secrets(key: &str) -> ConnectionSecrets {
         ConnectionSecrets {
+            target_secrets: Default::default(),
             api_key: SecretString::from(key.to_string()),
             webhook_secrets: vec![],
         }

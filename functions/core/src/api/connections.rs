@@ -260,6 +260,7 @@ async fn create(app: &App, req: &Request) -> Result<Response, ApiError> {
         updated_at: now,
     };
     let secrets = ConnectionSecrets {
+        target_secrets: Default::default(),
         api_key,
         webhook_secrets,
     };

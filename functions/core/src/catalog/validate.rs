@@ -210,8 +210,19 @@ fn check(kind: &Kind, value: &Value, path: &str) -> Result<Value, ApiError> {
                         "metadata keys must be 1 to 40 characters without '[' or ']'",
                     ));
                 }
-                let s = string(v, &kp, "a string")?;
-                if s.chars().count() > 500 {
+                // Form encoding sends numbers and booleans as text, as Stripe keeps them.
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => {
+                        return Err(bad(
+                            &kp,
+                            format!("`{kp}` must be a string, number or boolean"),
+                        ));
+                    }
+                };
+                if text.chars().count() > 500 {
                     return Err(bad(&kp, "metadata values must be at most 500 characters"));
                 }
             }
@@ -324,7 +335,7 @@ fn kind_schema(kind: &Kind) -> Value {
         Kind::Metadata => json!({
             "type": "object", "maxProperties": 50,
             "propertyNames": {"minLength": 1, "maxLength": 40, "pattern": "^[^\\[\\]]*$"},
-            "additionalProperties": {"type": "string", "maxLength": 500},
+            "additionalProperties": {"type": ["string", "number", "boolean"], "maxLength": 500},
         }),
         Kind::Object(fields) => object_schema(fields),
         Kind::List(item, max) => {
@@ -528,10 +539,23 @@ mod tests {
             Some("metadata.k")
         );
         assert_eq!(
-            err("customers.create", json!({"metadata": {"k": 5}}))
+            err("customers.create", json!({"metadata": {"k": [5]}}))
                 .param
                 .as_deref(),
             Some("metadata.k")
+        );
+        assert_eq!(
+            err("customers.create", json!({"metadata": {"k": null}}))
+                .param
+                .as_deref(),
+            Some("metadata.k")
+        );
+        assert!(
+            validate(
+                action_by_key("customers.create").unwrap(),
+                &json!({"metadata": {"n": 5, "b": true}})
+            )
+            .is_ok()
         );
         assert!(
             validate(

@@ -4,6 +4,7 @@
 //! idempotency key of each step, and Standard Webhooks signing for targets.
 //! The stores, fan-out and retry functions build on it (issue #5).
 
+pub mod engine;
 pub mod filter;
 pub mod run;
 pub mod signing;

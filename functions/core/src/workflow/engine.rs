@@ -1,0 +1,339 @@
+//! Fan-out and execution: each stored event reaches every enabled workflow
+//! whose trigger and filter match, as one run created with a conditional
+//! write; a run is executed under a lease, saving after every step, so a
+//! redelivered batch, a second worker or a retry never repeats a side effect.
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use super::run::{
+    Failure, RetryPolicy, Run, RunStatus, StepRecord, classify_action_error, classify_delivery,
+};
+use super::{filter, signing, step_idempotency_key, template};
+use crate::actions;
+use crate::app::App;
+use crate::catalog;
+use crate::model::{StoredEvent, Workflow};
+use crate::ports::StoreError;
+
+/// How long a worker holds a run before another may take it over.
+pub const LEASE_SECS: i64 = 300;
+/// A target has this long to answer.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What became of one run execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// This worker ran it to this status.
+    Finished(RunStatus),
+    /// Another worker holds it, it is finished, or it is not due.
+    Skipped,
+}
+
+pub struct Engine<'a> {
+    app: &'a App,
+    worker: String,
+    policy: RetryPolicy,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(app: &'a App, worker: impl Into<String>) -> Self {
+        Self {
+            app,
+            worker: worker.into(),
+            policy: RetryPolicy::default(),
+        }
+    }
+
+    /// The workflows an event starts, in creation order.
+    pub async fn matching(
+        &self,
+        event: &StoredEvent,
+        body: &Value,
+    ) -> Result<Vec<Workflow>, StoreError> {
+        let all = self
+            .app
+            .workflows
+            .list_workflows(&event.connection_id)
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter(|w| {
+                w.enabled
+                    && (w.trigger == "*" || w.trigger == event.event_type)
+                    && filter::matches(&w.filter, body)
+            })
+            .collect())
+    }
+
+    /// Creates the event's runs (at most one per workflow, however often this
+    /// is called) and executes each. Answers what each execution came to.
+    pub async fn fan_out(
+        &self,
+        event: &StoredEvent,
+    ) -> Result<Vec<(String, Outcome)>, EngineError> {
+        let body = self.event_body(event).await;
+        let body = match body {
+            Ok(b) => b,
+            Err(reason) => {
+                tracing::error!(connection = %event.connection_id, event_id = %event.event_id, %reason, "event body unavailable");
+                return Err(EngineError::Store(StoreError::Unavailable(reason)));
+            }
+        };
+        let now = self.app.clock.now();
+        let mut outcomes = Vec::new();
+        for workflow in self.matching(event, &body).await? {
+            let run = Run::new(&event.connection_id, &event.event_id, &workflow.id, now);
+            if self.app.runs.create_run(&run).await? {
+                tracing::info!(connection = %event.connection_id, event_id = %event.event_id, workflow = %workflow.id, "run created");
+            }
+            let outcome = self
+                .execute(&event.connection_id, &event.event_id, &workflow.id)
+                .await?;
+            outcomes.push((workflow.id.clone(), outcome));
+        }
+        Ok(outcomes)
+    }
+
+    /// Executes every run that is due now (the retry scheduler's tick).
+    pub async fn run_due(&self, limit: usize) -> Result<Vec<Outcome>, EngineError> {
+        let now = self.app.clock.now();
+        let mut outcomes = Vec::new();
+        for run in self.app.runs.due_runs(now, limit).await? {
+            outcomes.push(
+                self.execute(&run.connection_id, &run.event_id, &run.workflow_id)
+                    .await?,
+            );
+        }
+        Ok(outcomes)
+    }
+
+    /// Claims one run and carries it as far as it goes now.
+    pub async fn execute(
+        &self,
+        connection_id: &str,
+        event_id: &str,
+        workflow_id: &str,
+    ) -> Result<Outcome, EngineError> {
+        let Some(mut run) = self
+            .app
+            .runs
+            .get_run(connection_id, event_id, workflow_id)
+            .await?
+        else {
+            return Ok(Outcome::Skipped);
+        };
+        let read = run.version;
+        if run
+            .claim(&self.worker, self.app.clock.now(), LEASE_SECS)
+            .is_err()
+        {
+            return Ok(Outcome::Skipped);
+        }
+        match self.app.runs.save_run(&run, read).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Ok(Outcome::Skipped),
+            Err(e) => return Err(e.into()),
+        }
+        let result = self.attempt(&mut run).await;
+        let now = self.app.clock.now();
+        let before = run.version;
+        let transition = match result {
+            Ok(()) => run.succeed(&self.worker, now),
+            Err(Some(failure)) => {
+                let unit = rand::random::<f64>() * 2.0 - 1.0;
+                run.fail(&self.worker, failure, now, &self.policy, unit)
+            }
+            // The lease was lost mid-run: the new holder finishes it.
+            Err(None) => return Ok(Outcome::Skipped),
+        };
+        if transition.is_err() {
+            return Ok(Outcome::Skipped);
+        }
+        match self.app.runs.save_run(&run, before).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Ok(Outcome::Skipped),
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(
+            connection = %connection_id, event_id, workflow = workflow_id, status = ?run.status,
+            attempts = run.attempts, error = run.last_error.as_deref(), "run attempt finished"
+        );
+        Ok(Outcome::Finished(run.status))
+    }
+
+    /// One attempt: deliver to the target (once), then the steps not yet
+    /// done. `Err(None)` when the lease was lost.
+    async fn attempt(&self, run: &mut Run) -> Result<(), Option<Failure>> {
+        let perm = |m: String| Some(Failure::Permanent(m));
+        let workflow = match self
+            .app
+            .workflows
+            .get_workflow(&run.connection_id, &run.workflow_id)
+            .await
+        {
+            Ok(Some(w)) => w,
+            Ok(None) => return Err(perm("the workflow was deleted".into())),
+            Err(e) => return Err(Some(Failure::Transient(e.to_string()))),
+        };
+        let event = match self
+            .app
+            .events
+            .get_event(&run.connection_id, &run.event_id)
+            .await
+        {
+            Ok(Some(e)) => e,
+            Ok(None) => return Err(perm("the event is no longer stored".into())),
+            Err(e) => return Err(Some(Failure::Transient(e.to_string()))),
+        };
+        let body = self
+            .event_body(&event)
+            .await
+            .map_err(|m| Some(Failure::Transient(m)))?;
+        let (connection, secrets) = match (
+            self.app
+                .connections
+                .get_connection(&run.connection_id)
+                .await,
+            self.app.secrets.get_secrets(&run.connection_id).await,
+        ) {
+            (Ok(Some(c)), Ok(Some(s))) => (c, s),
+            (Ok(None), _) | (_, Ok(None)) => return Err(perm("the connection was deleted".into())),
+            (Err(e), _) => return Err(Some(Failure::Transient(e.to_string()))),
+            (_, Err(e)) => return Err(Some(Failure::Transient(e.to_string()))),
+        };
+
+        if let (Some(target), false) = (&workflow.target, run.delivered) {
+            let secret = secrets
+                .target_secrets
+                .get(&workflow.id)
+                .ok_or_else(|| perm("the target has no signing secret".into()))?;
+            let status = self
+                .deliver(&target.url, secret.expose_secret(), run, &event)
+                .await;
+            if let Some(failure) = classify_delivery(status) {
+                return Err(Some(failure));
+            }
+            let before = run.version;
+            run.record_delivery(&self.worker, self.app.clock.now())
+                .map_err(|_| None)?;
+            self.save(run, before).await?;
+        }
+
+        let stripe = self.app.stripe(&secrets.api_key, &connection.api_version);
+        for (index, step) in workflow.steps.iter().enumerate().skip(run.steps.len()) {
+            let context = json!({"event": body, "steps": run.steps.iter().map(|s| s.result.clone()).collect::<Vec<_>>()});
+            let input = template::render(&step.input, &context)
+                .map_err(|e| perm(format!("step {index}: {e}")))?;
+            let action = catalog::action_by_key(&step.action)
+                .ok_or_else(|| perm(format!("step {index}: unknown action {}", step.action)))?;
+            let key = step_idempotency_key(&run.event_id, &run.workflow_id, index);
+            let result = actions::run(action, &input, &stripe, Some(&key))
+                .await
+                .map_err(|e| {
+                    Some(match classify_action_error(&e) {
+                        Failure::Permanent(m) => {
+                            Failure::Permanent(format!("step {index} ({}): {m}", step.action))
+                        }
+                        Failure::Transient(m) => {
+                            Failure::Transient(format!("step {index} ({}): {m}", step.action))
+                        }
+                    })
+                })?;
+            let before = run.version;
+            let record = StepRecord {
+                action: step.action.clone(),
+                input,
+                result,
+            };
+            run.record_step(&self.worker, record, self.app.clock.now())
+                .map_err(|_| None)?;
+            self.save(run, before).await?;
+        }
+        Ok(())
+    }
+
+    async fn save(&self, run: &Run, before: u64) -> Result<(), Option<Failure>> {
+        match self.app.runs.save_run(run, before).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict) => Err(None),
+            Err(e) => Err(Some(Failure::Transient(e.to_string()))),
+        }
+    }
+
+    /// POSTs the event to a target, signed per Standard Webhooks. The
+    /// message id is stable across retries so the target can dedupe too.
+    async fn deliver(
+        &self,
+        url: &str,
+        secret: &str,
+        run: &Run,
+        event: &StoredEvent,
+    ) -> Option<u16> {
+        let payload = event
+            .body
+            .clone()
+            .unwrap_or_else(|| json!({"id": event.event_id, "type": event.event_type}).to_string());
+        let msg_id = format!(
+            "msg_{}",
+            &step_idempotency_key(&run.event_id, &run.workflow_id, usize::MAX)[3..]
+        );
+        let timestamp = self.app.clock.now();
+        let signature = signing::sign(secret, &msg_id, timestamp, payload.as_bytes()).ok()?;
+        let response = self
+            .app
+            .http()
+            .post(url)
+            .timeout(DELIVERY_TIMEOUT)
+            .header("content-type", "application/json")
+            .header("webhook-id", &msg_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(payload)
+            .send()
+            .await;
+        match response {
+            Ok(r) => Some(r.status().as_u16()),
+            Err(e) => {
+                tracing::warn!(workflow = %run.workflow_id, error = %e.without_url(), "target unreachable");
+                None
+            }
+        }
+    }
+
+    /// The event as Stripe sent it; fetched from Stripe when it was too
+    /// large to store.
+    async fn event_body(&self, event: &StoredEvent) -> Result<Value, String> {
+        if let Some(body) = &event.body {
+            return serde_json::from_str(body)
+                .map_err(|e| format!("stored event is not JSON: {e}"));
+        }
+        let secrets = self
+            .app
+            .secrets
+            .get_secrets(&event.connection_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the connection was deleted")?;
+        let version = event
+            .api_version
+            .clone()
+            .unwrap_or_else(|| self.app.config.stripe_api_version.clone());
+        let mut stripe = self.app.stripe(&secrets.api_key, &version);
+        if let Some(account) = &event.account {
+            stripe = stripe.with_account(account);
+        }
+        stripe
+            .get(&format!("/v1/events/{}", event.event_id), &json!({}))
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,704 @@
+//! Fan-out and run execution against in-process mocks of Stripe and of a
+//! workflow target: exactly once, retried on schedule, taken over after a
+//! dead worker's lease, nothing repeated.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use connector_core::adapters::memory::{FixedClock, MemorySecrets, MemoryStore};
+use connector_core::app::App;
+use connector_core::config::Config;
+use connector_core::model::{
+    Connection, ConnectionSecrets, Step, StoredEvent, Target, WebhookMode, Workflow,
+};
+use connector_core::ports::{
+    ConnectionStore, EventStore, RunQuery, RunStore, SecretStore, WorkflowStore,
+};
+use connector_core::stripe::StripeSettings;
+use connector_core::workflow::engine::{Engine, LEASE_SECS, Outcome};
+use connector_core::workflow::run::{Run, RunStatus, StepRecord};
+use connector_core::workflow::{signing, step_idempotency_key};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const CONN: &str = "conn_engine";
+const T: i64 = 1_900_000_000;
+const TARGET_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+struct Env {
+    app: App,
+    store: Arc<MemoryStore>,
+    clock: Arc<FixedClock>,
+    stripe: MockServer,
+}
+
+async fn env() -> Env {
+    let stripe = MockServer::start().await;
+    let store = Arc::new(MemoryStore::default());
+    let secrets = Arc::new(MemorySecrets::default());
+    let clock = Arc::new(FixedClock::at(T));
+    let app = App::new(
+        Config::from_lookup(|_| None).unwrap(),
+        store.clone(),
+        secrets.clone(),
+        clock.clone(),
+    )
+    .with_stripe_settings(StripeSettings {
+        api_base: stripe.uri(),
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+        ..StripeSettings::default()
+    });
+    store
+        .insert_connection(&Connection {
+            id: CONN.into(),
+            name: "Engine".into(),
+            account_id: "acct_1".into(),
+            livemode: false,
+            api_version: "2023-08-16".into(),
+            webhook_mode: WebhookMode::Manual,
+            webhook_endpoint_id: None,
+            triggers: vec![],
+            created_at: T,
+            updated_at: T,
+        })
+        .await
+        .unwrap();
+    secrets
+        .put_secrets(
+            CONN,
+            &ConnectionSecrets {
+                api_key: SecretString::from("sk_test_engine".to_string()),
+                webhook_secrets: vec![],
+                target_secrets: [(
+                    "wf_target".to_string(),
+                    SecretString::from(TARGET_SECRET.to_string()),
+                )]
+                .into(),
+            },
+        )
+        .await
+        .unwrap();
+    Env {
+        app,
+        store,
+        clock,
+        stripe,
+    }
+}
+
+impl Env {
+    async fn workflow(
+        &self,
+        id: &str,
+        trigger: &str,
+        target: Option<String>,
+        steps: Vec<(&str, Value)>,
+    ) {
+        self.store
+            .insert_workflow(&Workflow {
+                id: id.into(),
+                connection_id: CONN.into(),
+                trigger: trigger.into(),
+                filter: Default::default(),
+                target: target.map(|url| Target { url }),
+                steps: steps
+                    .into_iter()
+                    .map(|(action, input)| Step {
+                        action: action.into(),
+                        input,
+                    })
+                    .collect(),
+                enabled: true,
+                created_at: T,
+                updated_at: T,
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn event(&self, id: &str, ty: &str, object: Value) -> StoredEvent {
+        let body = json!({"id": id, "object": "event", "type": ty, "created": T, "livemode": false, "data": {"object": object}});
+        let e = StoredEvent {
+            connection_id: CONN.into(),
+            event_id: id.into(),
+            event_type: ty.into(),
+            created: T,
+            livemode: false,
+            api_version: Some("2023-08-16".into()),
+            account: None,
+            body: Some(body.to_string()),
+            body_omitted: false,
+            received_at: T,
+            expires_at: T + 86400,
+        };
+        self.store.insert_event(&e).await.unwrap();
+        e
+    }
+
+    fn engine(&self, worker: &str) -> Engine<'_> {
+        Engine::new(&self.app, worker)
+    }
+
+    async fn run(&self, event: &str, wf: &str) -> Run {
+        self.store.get_run(CONN, event, wf).await.unwrap().unwrap()
+    }
+
+    async fn stripe_calls(&self) -> Vec<(String, String, Option<String>)> {
+        self.stripe
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let key = r
+                    .headers
+                    .get("idempotency-key")
+                    .map(|v| v.to_str().unwrap().to_string());
+                (r.method.to_string(), r.url.path().to_string(), key)
+            })
+            .collect()
+    }
+}
+
+fn ok(body: Value) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoice_created_finalizes_the_invoice_exactly_once() {
+    let env = env().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/invoices/in_1/finalize"))
+        .respond_with(ok(json!({"id": "in_1", "status": "open"})))
+        .mount(&env.stripe)
+        .await;
+    env.workflow(
+        "wf_fin",
+        "invoice.created",
+        None,
+        vec![(
+            "invoices.finalize",
+            json!({"id": "{{event.data.object.id}}"}),
+        )],
+    )
+    .await;
+    let event = env
+        .event(
+            "evt_inv",
+            "invoice.created",
+            json!({"id": "in_1", "status": "draft"}),
+        )
+        .await;
+
+    let out = env.engine("w1").fan_out(&event).await.unwrap();
+    assert_eq!(
+        out,
+        [(
+            "wf_fin".to_string(),
+            Outcome::Finished(RunStatus::Succeeded)
+        )]
+    );
+    // A redelivered stream batch, and a second worker: nothing new happens.
+    assert_eq!(
+        env.engine("w1").fan_out(&event).await.unwrap(),
+        [("wf_fin".to_string(), Outcome::Skipped)]
+    );
+    assert_eq!(
+        env.engine("w2").fan_out(&event).await.unwrap(),
+        [("wf_fin".to_string(), Outcome::Skipped)]
+    );
+
+    let calls = env.stripe_calls().await;
+    assert_eq!(
+        calls,
+        [(
+            "POST".into(),
+            "/v1/invoices/in_1/finalize".into(),
+            Some(step_idempotency_key("evt_inv", "wf_fin", 0))
+        )]
+    );
+    let run = env.run("evt_inv", "wf_fin").await;
+    assert_eq!((run.status, run.attempts), (RunStatus::Succeeded, 1));
+    assert_eq!(run.steps[0].input, json!({"id": "in_1"}));
+    assert_eq!(run.steps[0].result["status"], "open");
+    assert_eq!(
+        env.store
+            .list_runs(
+                CONN,
+                &RunQuery {
+                    limit: 10,
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_popular_automations_send_what_they_should() {
+    let env = env().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/customers/cus_1"))
+        .respond_with(ok(json!({"id": "cus_1", "email": "a@b.co"})))
+        .mount(&env.stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payment_intents/pi_1"))
+        .respond_with(ok(json!({"id": "pi_1"})))
+        .mount(&env.stripe)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/products/prod_1"))
+        .respond_with(ok(json!({"id": "prod_1"})))
+        .mount(&env.stripe)
+        .await;
+    env.workflow(
+        "wf_cus",
+        "customer.updated",
+        None,
+        vec![
+            ("customers.find", json!({"id": "{{event.data.object.id}}"})),
+            (
+                "customers.update",
+                json!({"id": "{{steps.0.id}}", "metadata": {"last_email": "{{steps.0.email}}"}}),
+            ),
+        ],
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customers/cus_1"))
+        .respond_with(ok(json!({"id": "cus_1"})))
+        .mount(&env.stripe)
+        .await;
+    env.workflow("wf_pi", "payment_intent.created", None, vec![
+        ("payments.update", json!({"id": "{{event.data.object.id}}", "metadata": {"source": "workflow", "amount": "{{event.data.object.amount}}"}})),
+    ]).await;
+    env.workflow(
+        "wf_prod",
+        "product.updated",
+        None,
+        vec![("products.find", json!({"id": "{{event.data.object.id}}"}))],
+    )
+    .await;
+
+    for (id, ty, object) in [
+        ("evt_c", "customer.updated", json!({"id": "cus_1"})),
+        (
+            "evt_p",
+            "payment_intent.created",
+            json!({"id": "pi_1", "amount": 1999}),
+        ),
+        ("evt_d", "product.updated", json!({"id": "prod_1"})),
+    ] {
+        let event = env.event(id, ty, object).await;
+        let out = env.engine("w").fan_out(&event).await.unwrap();
+        assert_eq!(out.len(), 1, "{ty}: exactly its workflow runs");
+        assert_eq!(out[0].1, Outcome::Finished(RunStatus::Succeeded), "{ty}");
+    }
+    let reqs = env.stripe.received_requests().await.unwrap();
+    let sent: Vec<(String, String, String)> = reqs
+        .iter()
+        .map(|r| {
+            (
+                r.method.to_string(),
+                r.url.path().to_string(),
+                String::from_utf8(r.body.clone()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("GET".into(), "/v1/customers/cus_1".into(), "".into()),
+            (
+                "POST".into(),
+                "/v1/customers/cus_1".into(),
+                "metadata[last_email]=a%40b.co".into()
+            ),
+            (
+                "POST".into(),
+                "/v1/payment_intents/pi_1".into(),
+                "metadata[source]=workflow&metadata[amount]=1999".into()
+            ),
+            ("GET".into(), "/v1/products/prod_1".into(), "".into()),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_switches_and_wildcards_choose_the_workflows() {
+    let env = env().await;
+    env.workflow(
+        "wf_any",
+        "*",
+        Some("http://127.0.0.1:9/unused".into()),
+        vec![],
+    )
+    .await;
+    env.workflow("wf_draft", "invoice.created", None, vec![])
+        .await;
+    let mut filtered = env
+        .store
+        .get_workflow(CONN, "wf_draft")
+        .await
+        .unwrap()
+        .unwrap();
+    filtered.filter = json!({"event.data.object.status": "draft"})
+        .as_object()
+        .unwrap()
+        .clone();
+    env.store.update_workflow(&filtered).await.unwrap();
+    env.workflow("wf_off", "invoice.created", None, vec![])
+        .await;
+    let mut off = env
+        .store
+        .get_workflow(CONN, "wf_off")
+        .await
+        .unwrap()
+        .unwrap();
+    off.enabled = false;
+    env.store.update_workflow(&off).await.unwrap();
+
+    let open = env
+        .event(
+            "evt_open",
+            "invoice.created",
+            json!({"id": "in_1", "status": "open"}),
+        )
+        .await;
+    let body: Value = serde_json::from_str(open.body.as_deref().unwrap()).unwrap();
+    let ids = |ws: Vec<Workflow>| ws.into_iter().map(|w| w.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(env.engine("w").matching(&open, &body).await.unwrap()),
+        ["wf_any"]
+    );
+    let draft = env
+        .event(
+            "evt_draft",
+            "invoice.created",
+            json!({"id": "in_2", "status": "draft"}),
+        )
+        .await;
+    let body: Value = serde_json::from_str(draft.body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        ids(env.engine("w").matching(&draft, &body).await.unwrap()),
+        ["wf_any", "wf_draft"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_failing_twice_is_delivered_once_on_the_third_attempt() {
+    let env = env().await;
+    let target = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(2)
+        .mount(&target)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&target)
+        .await;
+    env.workflow(
+        "wf_target",
+        "customer.created",
+        Some(format!("{}/hooks", target.uri())),
+        vec![],
+    )
+    .await;
+    let event = env
+        .event("evt_t", "customer.created", json!({"id": "cus_1"}))
+        .await;
+
+    assert_eq!(
+        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        Outcome::Finished(RunStatus::Retrying)
+    );
+    let run = env.run("evt_t", "wf_target").await;
+    assert_eq!(run.last_error.as_deref(), Some("the target answered 500"));
+    let first_retry = run.next_attempt_at.unwrap();
+    assert!(
+        (T + 27..=T + 33).contains(&first_retry),
+        "30 s ± jitter: {}",
+        first_retry - T
+    );
+    assert!(
+        env.engine("w").run_due(10).await.unwrap().is_empty(),
+        "not due yet"
+    );
+
+    env.clock.set(first_retry);
+    assert_eq!(
+        env.engine("w").run_due(10).await.unwrap(),
+        [Outcome::Finished(RunStatus::Retrying)]
+    );
+    env.clock
+        .set(env.run("evt_t", "wf_target").await.next_attempt_at.unwrap());
+    assert_eq!(
+        env.engine("w").run_due(10).await.unwrap(),
+        [Outcome::Finished(RunStatus::Succeeded)]
+    );
+    assert!(env.engine("w").run_due(10).await.unwrap().is_empty());
+
+    let run = env.run("evt_t", "wf_target").await;
+    assert_eq!((run.attempts, run.delivered), (3, true));
+    let reqs = target.received_requests().await.unwrap();
+    assert_eq!(reqs.len(), 3);
+    let ids: Vec<&str> = reqs
+        .iter()
+        .map(|r| r.headers["webhook-id"].to_str().unwrap())
+        .collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one message id across retries"
+    );
+    let last = reqs.last().unwrap();
+    let ts: i64 = last.headers["webhook-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected = signing::sign(TARGET_SECRET, ids[0], ts, &last.body).unwrap();
+    assert_eq!(last.headers["webhook-signature"], expected.as_str());
+    assert_eq!(
+        serde_json::from_slice::<Value>(&last.body).unwrap()["id"],
+        "evt_t"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_429_then_200_makes_one_object_with_one_key() {
+    let env = env().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customers"))
+        .respond_with(
+            ResponseTemplate::new(429).set_body_json(
+                json!({"error": {"type": "invalid_request_error", "message": "rate"}}),
+            ),
+        )
+        .up_to_n_times(1)
+        .mount(&env.stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customers"))
+        .respond_with(ok(json!({"id": "cus_new"})))
+        .mount(&env.stripe)
+        .await;
+    env.workflow(
+        "wf_make",
+        "invoice.paid",
+        None,
+        vec![(
+            "customers.create",
+            json!({"email": "{{event.data.object.customer_email}}"}),
+        )],
+    )
+    .await;
+    let event = env
+        .event(
+            "evt_paid",
+            "invoice.paid",
+            json!({"id": "in_1", "customer_email": "x@y.co"}),
+        )
+        .await;
+    assert_eq!(
+        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        Outcome::Finished(RunStatus::Succeeded)
+    );
+    let calls = env.stripe_calls().await;
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].2, calls[1].2);
+    assert_eq!(
+        calls[0].2,
+        Some(step_idempotency_key("evt_paid", "wf_make", 0))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_refusal_is_dead_at_once_with_stripes_message() {
+    let env = env().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).insert_header("request-id", "req_9").set_body_json(
+            json!({"error": {"type": "invalid_request_error", "message": "This invoice is already finalized."}}),
+        ))
+        .mount(&env.stripe)
+        .await;
+    env.workflow(
+        "wf_fin",
+        "invoice.created",
+        None,
+        vec![(
+            "invoices.finalize",
+            json!({"id": "{{event.data.object.id}}"}),
+        )],
+    )
+    .await;
+    let event = env
+        .event("evt_dead", "invoice.created", json!({"id": "in_1"}))
+        .await;
+    assert_eq!(
+        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        Outcome::Finished(RunStatus::Dead)
+    );
+    let run = env.run("evt_dead", "wf_fin").await;
+    assert_eq!(run.next_attempt_at, None);
+    let error = run.last_error.unwrap();
+    assert!(
+        error.contains("This invoice is already finalized.") && error.contains("req_9"),
+        "{error}"
+    );
+    env.clock.set(T + 100_000);
+    assert!(env.engine("w").run_due(10).await.unwrap().is_empty());
+    assert_eq!(env.stripe_calls().await.len(), 1, "no retry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_template_is_a_permanent_failure_before_stripe() {
+    let env = env().await;
+    env.workflow(
+        "wf_bad",
+        "invoice.created",
+        None,
+        vec![(
+            "invoices.finalize",
+            json!({"id": "{{event.data.object.nope}}"}),
+        )],
+    )
+    .await;
+    let event = env
+        .event("evt_tpl", "invoice.created", json!({"id": "in_1"}))
+        .await;
+    assert_eq!(
+        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        Outcome::Finished(RunStatus::Dead)
+    );
+    assert!(
+        env.run("evt_tpl", "wf_bad")
+            .await
+            .last_error
+            .unwrap()
+            .contains("event.data.object.nope")
+    );
+    assert!(env.stripe_calls().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_down_is_retried_later_with_the_same_key() {
+    let env = env().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(503)
+                .set_body_json(json!({"error": {"type": "api_error", "message": "down"}})),
+        )
+        .up_to_n_times(3)
+        .mount(&env.stripe)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ok(json!({"id": "in_1", "status": "open"})))
+        .mount(&env.stripe)
+        .await;
+    env.workflow(
+        "wf_fin",
+        "invoice.created",
+        None,
+        vec![(
+            "invoices.finalize",
+            json!({"id": "{{event.data.object.id}}"}),
+        )],
+    )
+    .await;
+    let event = env
+        .event("evt_down", "invoice.created", json!({"id": "in_1"}))
+        .await;
+    assert_eq!(
+        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        Outcome::Finished(RunStatus::Retrying)
+    );
+    env.clock
+        .set(env.run("evt_down", "wf_fin").await.next_attempt_at.unwrap());
+    assert_eq!(
+        env.engine("w").run_due(10).await.unwrap(),
+        [Outcome::Finished(RunStatus::Succeeded)]
+    );
+    let keys: Vec<Option<String>> = env.stripe_calls().await.into_iter().map(|c| c.2).collect();
+    assert_eq!(
+        keys.len(),
+        4,
+        "3 attempts by the client in the first run, 1 in the retry"
+    );
+    assert!(
+        keys.iter()
+            .all(|k| *k == Some(step_idempotency_key("evt_down", "wf_fin", 0)))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_mid_run_is_taken_over_and_finished_steps_are_not_repeated() {
+    let env = env().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/products/prod_1"))
+        .respond_with(ok(json!({"id": "prod_1"})))
+        .mount(&env.stripe)
+        .await;
+    env.workflow(
+        "wf_two",
+        "customer.created",
+        None,
+        vec![
+            (
+                "customers.update",
+                json!({"id": "{{event.data.object.id}}", "metadata": {"seen": "1"}}),
+            ),
+            ("products.find", json!({"id": "prod_1"})),
+        ],
+    )
+    .await;
+    let event = env
+        .event("evt_mid", "customer.created", json!({"id": "cus_1"}))
+        .await;
+
+    // Worker A created and claimed the run, finished step 0, then died.
+    let mut run = Run::new(CONN, "evt_mid", "wf_two", T);
+    assert!(env.store.create_run(&run).await.unwrap());
+    let v = run.version;
+    run.claim("worker-a", T, LEASE_SECS).unwrap();
+    env.store.save_run(&run, v).await.unwrap();
+    let v = run.version;
+    run.record_step(
+        "worker-a",
+        StepRecord {
+            action: "customers.update".into(),
+            input: json!({"id": "cus_1"}),
+            result: json!({"id": "cus_1"}),
+        },
+        T + 1,
+    )
+    .unwrap();
+    env.store.save_run(&run, v).await.unwrap();
+
+    // While A's lease holds, nobody else runs it — not the fan-out, not the scheduler.
+    assert_eq!(
+        env.engine("worker-b").fan_out(&event).await.unwrap()[0].1,
+        Outcome::Skipped
+    );
+    env.clock.set(T + LEASE_SECS - 1);
+    assert!(env.engine("worker-b").run_due(10).await.unwrap().is_empty());
+    // After it, worker B takes over and does only what is left.
+    env.clock.set(T + LEASE_SECS + 1);
+    assert_eq!(
+        env.engine("worker-b").run_due(10).await.unwrap(),
+        [Outcome::Finished(RunStatus::Succeeded)]
+    );
+    assert_eq!(
+        env.stripe_calls().await,
+        [("GET".into(), "/v1/products/prod_1".into(), None)]
+    );
+    let run = env.run("evt_mid", "wf_two").await;
+    assert_eq!((run.attempts, run.steps.len()), (2, 2));
+}
