@@ -296,3 +296,113 @@ async fn nothing_is_lost_when_the_dev_server_restarts() {
         assert_eq!(mode, 0o600);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_localstripe_event_runs_its_workflow_once_and_changes_the_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let stripe_mock = account_mock("acct_e2e").await;
+    // The dev server reaches localstripe for actions; only GET /v1/account is mocked.
+    let server = start(dir.path().to_path_buf(), &localstripe()).await;
+    let id = connector_core::ids::new_id("conn_");
+    let key = "sk_test_e2eworkflow";
+    server
+        .app
+        .secrets
+        .put_secrets(
+            &id,
+            &connector_core::model::ConnectionSecrets {
+                api_key: SecretString::from(key.to_string()),
+                webhook_secrets: vec![SecretString::from(SECRET.to_string())],
+                target_secrets: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    server
+        .app
+        .connections
+        .insert_connection(&connector_core::model::Connection {
+            id: id.clone(),
+            name: "e2e".into(),
+            account_id: "acct_e2e".into(),
+            livemode: false,
+            api_version: "2023-08-16".into(),
+            webhook_mode: connector_core::model::WebhookMode::Manual,
+            webhook_endpoint_id: None,
+            triggers: vec![],
+            created_at: 1,
+            updated_at: 1,
+        })
+        .await
+        .unwrap();
+    drop(stripe_mock);
+    let marker = unique();
+    let (status, wf) = server
+        .call(
+            Method::POST,
+            &format!("/connections/{id}/workflows"),
+            Some(json!({
+                "trigger": "customer.created",
+                "filter": {"event.data.object.description": marker},
+                "steps": [{"action": "customers.update", "input": {"id": "{{event.data.object.id}}", "metadata": {"greeted": "yes", "run": "{{event.id}}"}}}],
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{wf}");
+    let hook = reqwest::Client::new()
+        .post(format!("{}/_config/webhooks/{}", localstripe(), unique()))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(connector_core::stripe::encode::encode(
+            &json!({"url": server.url(&format!("/webhooks/{id}")), "secret": SECRET, "events": ["customer.created"]}),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(hook.status().is_success());
+
+    let stripe = StripeClient::new(
+        http_client(),
+        std::sync::Arc::new(StripeSettings {
+            api_base: localstripe(),
+            ..Default::default()
+        }),
+        SecretString::from(key.to_string()),
+    );
+    let customer = stripe
+        .post(
+            "/v1/customers",
+            &json!({"email": "e2e@example.com", "description": marker}),
+            None,
+        )
+        .await
+        .unwrap();
+    let cus = customer["id"].as_str().unwrap().to_string();
+    let mut updated = Value::Null;
+    for _ in 0..100 {
+        updated = stripe
+            .get(&format!("/v1/customers/{cus}"), &json!({}))
+            .await
+            .unwrap();
+        if updated["metadata"]["greeted"] == "yes" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        updated["metadata"]["greeted"], "yes",
+        "the workflow changed the customer in localstripe"
+    );
+    let (_, runs) = server
+        .call(Method::GET, &format!("/connections/{id}/runs"), None)
+        .await;
+    let ours: Vec<&Value> = runs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["workflow_id"] == wf["id"])
+        .collect();
+    assert_eq!(ours.len(), 1, "one run: {runs}");
+    assert_eq!(ours[0]["status"], "succeeded");
+    assert_eq!(ours[0]["steps"][0]["input"]["id"], cus.as_str());
+    assert_eq!(updated["metadata"]["run"], ours[0]["event_id"]);
+}

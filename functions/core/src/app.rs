@@ -32,6 +32,9 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     http: reqwest::Client,
     stripe_settings: Arc<StripeSettings>,
+    /// Fan out right after ingest (the dev server); in AWS the table's
+    /// stream starts the fan-out function instead.
+    pub inline_fanout: bool,
 }
 
 impl App {
@@ -56,7 +59,14 @@ impl App {
             clock,
             http: http_client(),
             stripe_settings,
+            inline_fanout: false,
         }
+    }
+
+    /// Fans out each new event in this process, as the dev server does.
+    pub fn with_inline_fanout(mut self) -> Self {
+        self.inline_fanout = true;
+        self
     }
 
     /// The shared HTTP client (rustls), for target deliveries.

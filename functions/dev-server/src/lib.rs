@@ -41,7 +41,10 @@ fn public(path: &str) -> bool {
 
 impl DevServer {
     pub fn new(app: App, token: SecretString) -> Arc<Self> {
-        Arc::new(Self { app, token })
+        Arc::new(Self {
+            app: app.with_inline_fanout(),
+            token,
+        })
     }
 
     fn authorized(&self, req: &hyper::Request<Incoming>) -> bool {
@@ -88,6 +91,25 @@ impl DevServer {
             Routes::All,
         )
         .await
+    }
+
+    /// Runs due runs every `period`, as the retry-scheduler function does
+    /// on its schedule in AWS.
+    pub fn spawn_retry_timer(&self, period: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let app = self.app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                if let Err(e) =
+                    connector_core::workflow::engine::Engine::new(&app, "dev-server-retry")
+                        .run_due(100)
+                        .await
+                {
+                    tracing::warn!(error = %e, "retry tick failed");
+                }
+            }
+        })
     }
 
     /// Serves until the listener fails or the task is dropped.

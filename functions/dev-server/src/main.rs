@@ -39,6 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         data_dir.display()
     );
     let server = dev_server::DevServer::new(app, token);
+    let _retries = server.spawn_retry_timer(std::time::Duration::from_secs(5));
     tokio::select! {
         _ = server.serve(listener) => {}
         _ = tokio::signal::ctrl_c() => println!("stopping"),

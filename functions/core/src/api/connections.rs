@@ -37,9 +37,18 @@ pub(super) async fn route(
         (&Method::PUT, [id, "triggers"]) => set_triggers(app, id, req).await,
         (&Method::GET, [id, "events"]) => list_events(app, id, req).await,
         (&Method::GET, [id, "events", event_id]) => get_event(app, id, event_id).await,
-        (_, [_]) | (_, [_, "api-key" | "webhook-secret" | "triggers" | "events"]) => {
-            Err(super::method_not_allowed(method))
+        (_, [id, "workflows", rest @ ..]) => {
+            super::workflows::route(app, method, id, rest, req).await
         }
+        (&Method::GET, [id, "runs"]) => super::workflows::list_runs(app, id, req).await,
+        (_, [_])
+        | (
+            _,
+            [
+                _,
+                "api-key" | "webhook-secret" | "triggers" | "events" | "runs",
+            ],
+        ) => Err(super::method_not_allowed(method)),
         _ => Err(ApiError::not_found("no such route")),
     }
 }
@@ -146,7 +155,7 @@ fn check_api_version(v: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn store_error(e: StoreError) -> ApiError {
+pub(super) fn store_error(e: StoreError) -> ApiError {
     ApiError::service_unavailable("the connection store failed", &e)
 }
 
@@ -451,7 +460,8 @@ pub(crate) async fn sync_endpoint(
 ) -> Result<(), ApiError> {
     let stripe = app.stripe(&secrets.api_key, &c.api_version);
     let url = format!("{base_url}/webhooks/{}", c.id);
-    if c.triggers.is_empty() {
+    let events = subscribed_events(app, c).await?;
+    if events.is_empty() {
         if let Some(endpoint) = c.webhook_endpoint_id.take() {
             match stripe
                 .delete(&format!("/v1/webhook_endpoints/{endpoint}"), &json!({}))
@@ -473,7 +483,7 @@ pub(crate) async fn sync_endpoint(
         return Ok(());
     }
     if let Some(endpoint) = &c.webhook_endpoint_id {
-        let update = json!({"enabled_events": c.triggers, "url": url});
+        let update = json!({"enabled_events": events, "url": url});
         match stripe
             .post(&format!("/v1/webhook_endpoints/{endpoint}"), &update, None)
             .await
@@ -487,7 +497,7 @@ pub(crate) async fn sync_endpoint(
     }
     let create = json!({
         "url": url,
-        "enabled_events": c.triggers,
+        "enabled_events": events,
         "api_version": c.api_version,
         "description": format!("stripe-connector: {}", c.name),
         "metadata": {"connection_id": c.id, "managed_by": "stripe-connector"},
@@ -518,6 +528,27 @@ pub(crate) async fn sync_endpoint(
         .map_err(secrets_error)?;
     tracing::info!(connection = %c.id, endpoint = %id, "webhook endpoint created");
     Ok(())
+}
+
+/// What the endpoint subscribes to: the triggers set on the connection plus
+/// those of its enabled workflows (`*` stands for every catalog trigger).
+async fn subscribed_events(app: &App, c: &Connection) -> Result<Vec<String>, ApiError> {
+    let workflows = app
+        .workflows
+        .list_workflows(&c.id)
+        .await
+        .map_err(store_error)?;
+    let mut events: Vec<String> = c.triggers.clone();
+    for w in workflows.iter().filter(|w| w.enabled) {
+        if w.trigger == "*" {
+            events.extend(catalog::TRIGGERS.iter().map(|t| t.key.to_string()));
+        } else {
+            events.push(w.trigger.clone());
+        }
+    }
+    events.sort();
+    events.dedup();
+    Ok(events)
 }
 
 fn is_endpoint_limit(e: &StripeError) -> bool {

@@ -135,6 +135,17 @@ pub(super) async fn receive(
         .await
         .map_err(|e| ApiError::service_unavailable("could not store the event", &e))?;
     let duplicate = outcome == InsertOutcome::Duplicate;
+    if !duplicate && app.inline_fanout {
+        let (app, event) = (app.clone(), event.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::workflow::engine::Engine::new(&app, "dev-server")
+                .fan_out(&event)
+                .await
+            {
+                tracing::error!(error = %e, event_id = %event.event_id, "fan-out failed; the retry timer picks up its runs");
+            }
+        });
+    }
     tracing::info!(
         connection = %event.connection_id, event_id = %event.event_id, event_type = %event.event_type,
         duplicate, body_omitted = too_large, "webhook received"

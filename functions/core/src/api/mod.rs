@@ -4,6 +4,7 @@
 mod actions;
 mod connections;
 mod ingest;
+mod workflows;
 
 use http::{Method, StatusCode};
 use serde_json::json;

@@ -9,7 +9,7 @@ mod validate;
 
 pub use actions::ACTIONS;
 pub use triggers::{TRIGGERS, Trigger, trigger};
-pub use validate::{schema, validate};
+pub use validate::{check as check_value, schema, validate};
 
 use serde_json::{Value, json};
 
@@ -109,6 +109,59 @@ pub struct Action {
     pub plan: Plan,
 }
 
+const SAMPLES: &str = include_str!("samples.json");
+
+fn samples() -> Value {
+    serde_json::from_str(SAMPLES).unwrap_or(Value::Null)
+}
+
+/// The Stripe object type a trigger carries (`customer.subscription.created` → subscription).
+fn trigger_object(trigger: &str) -> &'static str {
+    match trigger.rsplit_once('.').map(|(prefix, _)| prefix) {
+        Some("customer.subscription") => "subscription",
+        Some("customer") => "customer",
+        Some("product") => "product",
+        Some("price") => "price",
+        Some("invoice") => "invoice",
+        Some("payment_intent") => "payment_intent",
+        Some("coupon") => "coupon",
+        _ => "event",
+    }
+}
+
+/// A sample event of this type, carrying Stripe's sample object.
+pub fn sample_event(trigger: &str) -> Value {
+    let object = samples()
+        .get(trigger_object(trigger))
+        .cloned()
+        .unwrap_or(json!({}));
+    json!({
+        "id": "evt_sample", "object": "event", "api_version": crate::stripe::DEFAULT_API_VERSION,
+        "created": 1_700_000_000, "livemode": false, "type": trigger, "data": {"object": object},
+    })
+}
+
+/// A sample of what an action answers, for checking templates that read
+/// `{{steps.N.…}}` when a workflow is created.
+pub fn sample_result(action: &Action) -> Value {
+    let object = match action.group {
+        "customers" => "customer",
+        "products" => "product",
+        "prices" => "price",
+        "subscriptions" => "subscription",
+        "invoices" => "invoice",
+        "coupons" => "coupon",
+        "payments" => "payment_intent",
+        _ if action.operation == "account" => "account",
+        _ => "event",
+    };
+    let sample = samples().get(object).cloned().unwrap_or(json!({}));
+    match action.plan {
+        Plan::Search(_) | Plan::CustomerFind => json!({"data": [sample], "has_more": false}),
+        _ => sample,
+    }
+}
+
 /// The eight action groups, one Lambda each.
 pub const GROUPS: [&str; 8] = [
     "customers",
@@ -179,6 +232,24 @@ pub fn markdown() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_trigger_has_a_sample_of_its_object() {
+        for t in TRIGGERS.iter() {
+            let e = sample_event(t.key);
+            assert_eq!(e["type"], t.key);
+            assert!(e["data"]["object"]["id"].is_string(), "{}", t.key);
+        }
+        assert_eq!(
+            sample_event("customer.subscription.updated")["data"]["object"]["object"],
+            "subscription"
+        );
+        assert_eq!(
+            sample_result(action_by_key("invoices.finalize").unwrap())["object"],
+            "invoice"
+        );
+        assert!(sample_result(action_by_key("invoices.search").unwrap())["data"].is_array());
+    }
 
     #[test]
     fn thirty_seven_actions_in_eight_groups_with_unique_keys() {

@@ -97,7 +97,8 @@ fn is_email(s: &str) -> bool {
         && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-fn check(kind: &Kind, value: &Value, path: &str) -> Result<Value, ApiError> {
+/// Checks one value against a kind; `path` names it in the error.
+pub fn check(kind: &Kind, value: &Value, path: &str) -> Result<Value, ApiError> {
     match kind {
         Kind::Text(max) => {
             let s = string(value, path, "a string")?;

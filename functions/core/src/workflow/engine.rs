@@ -261,6 +261,101 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
+    /// Runs a workflow once, now, on `event`, without storing a run: each
+    /// step's resolved input and result (or error), so a user can check the
+    /// mapping before switching the workflow on. Writes carry fresh
+    /// idempotency keys: a test is a new try every time.
+    pub async fn dry_run(&self, workflow: &Workflow, event: &Value) -> Result<Value, EngineError> {
+        let secrets = self
+            .app
+            .secrets
+            .get_secrets(&workflow.connection_id)
+            .await
+            .map_err(|e| EngineError::Store(StoreError::Unavailable(e.to_string())))?
+            .ok_or(EngineError::Store(StoreError::Conflict))?;
+        let connection = self
+            .app
+            .connections
+            .get_connection(&workflow.connection_id)
+            .await?
+            .ok_or(EngineError::Store(StoreError::Conflict))?;
+        let event_id = event["id"].as_str().unwrap_or("evt_sample").to_string();
+        let mut report = json!({"workflow_id": workflow.id, "event_id": event_id, "status": "succeeded", "steps": []});
+        let mut failed = false;
+        if let Some(target) = &workflow.target {
+            let status = match secrets.target_secrets.get(&workflow.id) {
+                Some(secret) => {
+                    let run = Run::new(
+                        &workflow.connection_id,
+                        &event_id,
+                        &workflow.id,
+                        self.app.clock.now(),
+                    );
+                    let stored = StoredEvent {
+                        connection_id: workflow.connection_id.clone(),
+                        event_id: event_id.clone(),
+                        event_type: event["type"].as_str().unwrap_or_default().to_string(),
+                        created: event["created"].as_i64().unwrap_or(0),
+                        livemode: event["livemode"].as_bool().unwrap_or(false),
+                        api_version: None,
+                        account: None,
+                        body: Some(event.to_string()),
+                        body_omitted: false,
+                        received_at: 0,
+                        expires_at: 0,
+                    };
+                    self.deliver(&target.url, secret.expose_secret(), &run, &stored)
+                        .await
+                }
+                None => None,
+            };
+            failed |= classify_delivery(status).is_some();
+            report["target"] = json!({"url": target.url, "status": status, "delivered": classify_delivery(status).is_none()});
+        }
+        let stripe = self.app.stripe(&secrets.api_key, &connection.api_version);
+        let test_id = uuid::Uuid::new_v4();
+        let mut results: Vec<Value> = Vec::new();
+        for (index, step) in workflow.steps.iter().enumerate() {
+            if failed {
+                break;
+            }
+            let context = json!({"event": event, "steps": results});
+            let mut entry = json!({"action": step.action});
+            let outcome = match (
+                template::render(&step.input, &context),
+                catalog::action_by_key(&step.action),
+            ) {
+                (Err(e), _) => Err(json!({"message": e.to_string(), "retryable": false})),
+                (_, None) => Err(
+                    json!({"message": format!("unknown action {}", step.action), "retryable": false}),
+                ),
+                (Ok(input), Some(action)) => {
+                    entry["input"] = input.clone();
+                    let key = format!("test-{test_id}-{index}");
+                    actions::run(action, &input, &stripe, Some(&key)).await.map_err(|e| {
+                        json!({"message": e.message, "type": e.kind, "param": e.param, "stripe": e.stripe,
+                               "retryable": matches!(classify_action_error(&e), Failure::Transient(_))})
+                    })
+                }
+            };
+            match outcome {
+                Ok(result) => {
+                    entry["result"] = result.clone();
+                    results.push(result);
+                }
+                Err(error) => {
+                    entry["error"] = error;
+                    failed = true;
+                }
+            }
+            report["steps"].as_array_mut().map(|s| s.push(entry));
+        }
+        if failed {
+            report["status"] = json!("failed");
+        }
+        Ok(report)
+    }
+
     async fn save(&self, run: &Run, before: u64) -> Result<(), Option<Failure>> {
         match self.app.runs.save_run(run, before).await {
             Ok(()) => Ok(()),

@@ -1,0 +1,377 @@
+//! Workflows through the connections API, with Stripe mocked: what is
+//! refused at creation, what the managed endpoint subscribes to, the test
+//! run, and the runs a workflow makes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use connector_core::adapters::memory::{FixedClock, MemorySecrets, MemoryStore};
+use connector_core::api::{self, Routes};
+use connector_core::app::App;
+use connector_core::config::Config;
+use connector_core::model::StoredEvent;
+use connector_core::ports::{EventStore, SecretStore};
+use connector_core::stripe::StripeSettings;
+use connector_core::workflow::engine::Engine;
+use http::StatusCode;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const KEY: &str = "sk_test_51WorkflowsKey";
+const HOST: &str = "abc123defg.execute-api.us-east-1.amazonaws.com";
+
+struct Env {
+    app: App,
+    stripe: MockServer,
+    secrets: Arc<MemorySecrets>,
+    store: Arc<MemoryStore>,
+}
+
+async fn env() -> Env {
+    let stripe = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/account"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "acct_1"})))
+        .mount(&stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/webhook_endpoints"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "we_1", "secret": "whsec_endpoint"})),
+        )
+        .mount(&stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/webhook_endpoints/we_1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "we_1"})))
+        .mount(&stripe)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/v1/webhook_endpoints/we_1"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": "we_1", "deleted": true})),
+        )
+        .mount(&stripe)
+        .await;
+    let store = Arc::new(MemoryStore::default());
+    let secrets = Arc::new(MemorySecrets::default());
+    let app = App::new(
+        Config::from_lookup(|_| None).unwrap(),
+        store.clone(),
+        secrets.clone(),
+        Arc::new(FixedClock::at(1_900_000_000)),
+    )
+    .with_stripe_settings(StripeSettings {
+        api_base: stripe.uri(),
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+        ..StripeSettings::default()
+    });
+    Env {
+        app,
+        stripe,
+        secrets,
+        store,
+    }
+}
+
+impl Env {
+    async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", HOST)
+            .body(body.map(|b| Bytes::from(b.to_string())).unwrap_or_default())
+            .unwrap();
+        let resp = api::handle(&self.app, req, Routes::Connections).await;
+        (resp.status(), serde_json::from_slice(resp.body()).unwrap())
+    }
+
+    async fn connection(&self) -> String {
+        let (status, out) = self
+            .call(
+                "POST",
+                "/connections",
+                Some(json!({"name": "Acme", "api_key": KEY})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{out}");
+        out["id"].as_str().unwrap().to_string()
+    }
+
+    /// The enabled_events of the last endpoint create or update sent to Stripe.
+    async fn endpoint_events(&self) -> Option<Vec<String>> {
+        let reqs = self.stripe.received_requests().await.unwrap();
+        let last = reqs
+            .iter()
+            .rev()
+            .find(|r| r.url.path().starts_with("/v1/webhook_endpoints"))?;
+        if last.method.as_str() == "DELETE" {
+            return Some(vec![]);
+        }
+        Some(
+            url::form_urlencoded::parse(&last.body)
+                .filter(|(k, _)| k == "enabled_events[]")
+                .map(|(_, v)| v.into_owned())
+                .collect(),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creation_refuses_what_cannot_work_and_names_it() {
+    let env = env().await;
+    let conn = env.connection().await;
+    let uri = format!("/connections/{conn}/workflows");
+    for (body, param) in [
+        (
+            json!({"trigger": "invoice.exploded", "steps": [{"action": "invoices.finalize", "input": {"id": "in_1"}}]}),
+            "trigger",
+        ),
+        (json!({"trigger": "invoice.created"}), "steps"),
+        (
+            json!({"trigger": "invoice.created", "steps": [{"action": "invoices.melt", "input": {}}]}),
+            "steps[0].action",
+        ),
+        (
+            json!({"trigger": "invoice.created", "steps": [{"action": "invoices.finalize", "input": {"id": "{{event.data.object.id"}}]}),
+            "steps[0].input",
+        ),
+        (
+            json!({"trigger": "invoice.created", "steps": [{"action": "invoices.finalize", "input": {"id": "{{secrets.key}}"}}]}),
+            "steps[0].input",
+        ),
+        (
+            json!({"trigger": "invoice.created", "steps": [{"action": "invoices.finalize", "input": {"id": "{{steps.0.id}}"}}]}),
+            "steps[0].input",
+        ),
+        // The sample invoice.created event carries an invoice: its customer id is no invoice id.
+        (
+            json!({"trigger": "invoice.created", "steps": [{"action": "invoices.finalize", "input": {"id": "{{event.data.object.customer}}"}}]}),
+            "steps[0].input.id",
+        ),
+        (
+            json!({"trigger": "invoice.created", "steps": [{"action": "invoices.finalize", "input": {"id": "{{event.data.object.no_such_field}}"}}]}),
+            "steps[0].input",
+        ),
+        (
+            json!({"trigger": "invoice.created", "steps": [{"action": "invoices.finalize", "input": {"invoice": "in_1"}}]}),
+            "steps[0].input.invoice",
+        ),
+        (
+            json!({"trigger": "invoice.created", "target": {"url": "ftp://x"}}),
+            "target.url",
+        ),
+        (
+            json!({"trigger": "invoice.created", "target": {"url": "https://x.example"}, "filter": {"data.status": "draft"}}),
+            "filter",
+        ),
+        (
+            json!({"trigger": "invoice.created", "target": {"url": "https://x.example"}, "colour": "red"}),
+            "colour",
+        ),
+    ] {
+        let (status, out) = env.call("POST", &uri, Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {out}");
+        assert_eq!(out["error"]["param"], param, "{body} → {out}");
+    }
+    let (_, list) = env.call("GET", &uri, None).await;
+    assert_eq!(list["data"], json!([]));
+    assert_eq!(env.endpoint_events().await, None, "no endpoint was made");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_follows_the_enabled_workflows_and_the_target_secret_is_shown_once() {
+    let env = env().await;
+    let conn = env.connection().await;
+    let uri = format!("/connections/{conn}/workflows");
+    let (status, finalize) = env
+        .call("POST", &uri, Some(json!({"trigger": "invoice.created", "steps": [{"action": "invoices.finalize", "input": {"id": "{{event.data.object.id}}"}}]})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{finalize}");
+    assert!(finalize["id"].as_str().unwrap().starts_with("wf_"));
+    assert!(finalize.get("target_secret").is_none());
+    assert_eq!(env.endpoint_events().await.unwrap(), ["invoice.created"]);
+
+    let (status, hook) = env.call("POST", &uri, Some(json!({"trigger": "customer.updated", "target": {"url": "https://hooks.example.com/in"}}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{hook}");
+    let secret = hook["target_secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"));
+    let hook_id = hook["id"].as_str().unwrap().to_string();
+    let stored = env.secrets.get_secrets(&conn).await.unwrap().unwrap();
+    assert_eq!(stored.target_secrets[&hook_id].expose_secret(), secret);
+    assert_eq!(
+        env.endpoint_events().await.unwrap(),
+        ["customer.updated", "invoice.created"]
+    );
+    let (_, again) = env.call("GET", &format!("{uri}/{hook_id}"), None).await;
+    assert!(
+        again.get("target_secret").is_none() && !again.to_string().contains(&secret),
+        "shown once"
+    );
+
+    // Switched off: its trigger leaves the endpoint.
+    let (status, off) = env
+        .call(
+            "PATCH",
+            &format!("{uri}/{hook_id}"),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(
+        (status, off["enabled"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    assert_eq!(env.endpoint_events().await.unwrap(), ["invoice.created"]);
+    // A wildcard subscribes to every catalog trigger.
+    let (_, any) = env
+        .call(
+            "POST",
+            &uri,
+            Some(json!({"trigger": "*", "target": {"url": "https://hooks.example.com/all"}})),
+        )
+        .await;
+    assert_eq!(env.endpoint_events().await.unwrap().len(), 25);
+    // Deleting the last enabled ones removes the endpoint; the target secret goes too.
+    for id in [
+        any["id"].as_str().unwrap(),
+        finalize["id"].as_str().unwrap(),
+    ] {
+        let (status, _) = env.call("DELETE", &format!("{uri}/{id}"), None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(env.endpoint_events().await.unwrap(), Vec::<String>::new());
+    env.call("DELETE", &format!("{uri}/{hook_id}"), None).await;
+    assert!(
+        env.secrets
+            .get_secrets(&conn)
+            .await
+            .unwrap()
+            .unwrap()
+            .target_secrets
+            .is_empty()
+    );
+    let (status, _) = env.call("GET", &format!("{uri}/{hook_id}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_run_shows_each_steps_resolved_input_and_result() {
+    let env = env().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/invoices/in_1NnmX4GPxmnHQRkJyyhHiHYa/finalize"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "in_1NnmX4GPxmnHQRkJyyhHiHYa", "status": "open"})),
+        )
+        .mount(&env.stripe)
+        .await;
+    let conn = env.connection().await;
+    let uri = format!("/connections/{conn}/workflows");
+    let (_, wf) = env
+        .call(
+            "POST",
+            &uri,
+            Some(
+                json!({"trigger": "invoice.created", "enabled": false, "steps": [
+                    {"action": "invoices.finalize", "input": {"id": "{{event.data.object.id}}"}},
+                    {"action": "customers.find", "input": {"id": "{{event.data.object.customer}}"}},
+                ]}),
+            ),
+        )
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/customers/cus_Oaxlz8kB0PJWGa"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such customer"}})))
+        .mount(&env.stripe)
+        .await;
+    let (status, report) = env
+        .call(
+            "POST",
+            &format!("{uri}/{}/test", wf["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        report["steps"][0]["input"],
+        json!({"id": "in_1NnmX4GPxmnHQRkJyyhHiHYa"}),
+        "filled from the sample event"
+    );
+    assert_eq!(report["steps"][0]["result"]["status"], "open");
+    // The second step reads the sample's customer, which this Stripe does not know: the
+    // report says so with Stripe's error, and the run as a whole failed.
+    assert_eq!(
+        report["steps"][1]["input"],
+        json!({"id": "cus_Oaxlz8kB0PJWGa"})
+    );
+    assert_eq!(
+        report["steps"][1]["error"]["stripe"]["code"],
+        "resource_missing"
+    );
+    assert_eq!(report["steps"][1]["error"]["retryable"], false);
+    assert_eq!(report["status"], "failed");
+    // No run is stored by a test.
+    let (_, runs) = env
+        .call("GET", &format!("/connections/{conn}/runs"), None)
+        .await;
+    assert_eq!(runs["data"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_listed_with_their_state() {
+    let env = env().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/invoices/in_9/finalize"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "in_9"})))
+        .mount(&env.stripe)
+        .await;
+    let conn = env.connection().await;
+    let (_, wf) = env
+        .call("POST", &format!("/connections/{conn}/workflows"), Some(json!({"trigger": "invoice.created", "steps": [{"action": "invoices.finalize", "input": {"id": "{{event.data.object.id}}"}}]})))
+        .await;
+    let event = StoredEvent {
+        connection_id: conn.clone(),
+        event_id: "evt_run1".into(),
+        event_type: "invoice.created".into(),
+        created: 1,
+        livemode: false,
+        api_version: None,
+        account: None,
+        body: Some(json!({"id": "evt_run1", "type": "invoice.created", "data": {"object": {"id": "in_9"}}}).to_string()),
+        body_omitted: false,
+        received_at: 1,
+        expires_at: 2,
+    };
+    env.store.insert_event(&event).await.unwrap();
+    Engine::new(&env.app, "w").fan_out(&event).await.unwrap();
+    let (status, runs) = env
+        .call(
+            "GET",
+            &format!(
+                "/connections/{conn}/runs?status=succeeded&workflow_id={}",
+                wf["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{runs}");
+    assert_eq!(runs["data"][0]["event_id"], "evt_run1");
+    assert_eq!(runs["data"][0]["attempts"], 1);
+    assert_eq!(runs["data"][0]["steps"][0]["input"], json!({"id": "in_9"}));
+    for bad in [
+        "status=lost",
+        "event_id=cus_1",
+        "limit=0",
+        "workflow_id=..%2F",
+    ] {
+        let (status, out) = env
+            .call("GET", &format!("/connections/{conn}/runs?{bad}"), None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {out}");
+    }
+}
