@@ -119,3 +119,50 @@ for group, (operation, body) in ACTION_FIXTURES.items():
     with open(os.path.join(ROOT, f"action_{group}_{operation}.json"), "w") as f:
         json.dump(doc, f, indent=2)
         f.write("\n")
+
+
+# DynamoDB Stream batches for trigger-fanout, and the schedule event for retry-scheduler.
+def ddb(value):
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int):
+        return {"N": str(value)}
+    return {"S": value}
+
+
+def stream_record(seq, name, image):
+    return {
+        "eventID": f"e{seq}", "eventName": name, "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": T, "Keys": {"pk": image["pk"], "sk": image["sk"]},
+            "NewImage": image, "SequenceNumber": str(seq), "SizeBytes": 512, "StreamViewType": "NEW_IMAGE",
+        },
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/connector/stream/2026-11-17T00:00:00.000",
+    }
+
+
+body = event().decode()
+event_image = {k: ddb(v) for k, v in {
+    "pk": f"CONN#{CONN}", "sk": "EVT#evt_1PfixtureInvoiceCreated", "gsi1pk": f"EVTS#{CONN}",
+    "gsi1sk": f"{T - 5:012d}#evt_1PfixtureInvoiceCreated", "kind": "event", "connection_id": CONN,
+    "event_id": "evt_1PfixtureInvoiceCreated", "event_type": "invoice.created", "created": T - 5, "livemode": False,
+    "api_version": "2023-08-16", "body": body, "body_omitted": False, "received_at": T, "expires_at": T + 30 * 86400,
+}.items()}
+run_image = {k: ddb(v) for k, v in {
+    "pk": f"CONN#{CONN}", "sk": "RUN#evt_1PfixtureInvoiceCreated#wf_fixture", "kind": "run", "version": 1, "record": "{}",
+}.items()}
+batches = {
+    "stream_new_event.json": [stream_record(100, "INSERT", event_image)],
+    "stream_mixed_batch.json": [stream_record(101, "INSERT", run_image), stream_record(102, "MODIFY", event_image),
+                                stream_record(103, "INSERT", event_image)],
+}
+for name, records in batches.items():
+    with open(os.path.join(ROOT, name), "w") as f:
+        json.dump({"Records": records}, f, indent=2)
+        f.write("\n")
+with open(os.path.join(ROOT, "schedule_tick.json"), "w") as f:
+    json.dump({"version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+               "source": "aws.events", "account": "123456789012", "time": "2026-11-17T09:47:00Z", "region": "us-east-1",
+               "resources": ["arn:aws:events:us-east-1:123456789012:rule/connector-retry"], "detail": {}}, f, indent=2)
+    f.write("\n")

@@ -348,7 +348,9 @@ impl<'a> Engine<'a> {
                     failed = true;
                 }
             }
-            report["steps"].as_array_mut().map(|s| s.push(entry));
+            if let Some(steps) = report["steps"].as_array_mut() {
+                steps.push(entry);
+            }
         }
         if failed {
             report["status"] = json!("failed");

@@ -1,0 +1,227 @@
+//! The fan-out function fed DynamoDB Stream batches from events/: new event
+//! items start their workflows once; other items are passed; a record whose
+//! fan-out fails is reported for retry by its sequence number.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::dynamodb::Event;
+use connector_core::adapters::memory::{FixedClock, MemorySecrets, MemoryStore};
+use connector_core::app::App;
+use connector_core::config::Config;
+use connector_core::lambda::process_stream;
+use connector_core::model::{
+    Connection, ConnectionSecrets, Step, StoredEvent, WebhookMode, Workflow,
+};
+use connector_core::ports::{
+    ConnectionStore, EventStore, RunQuery, RunStore, SecretStore, WorkflowStore,
+};
+use connector_core::stripe::StripeSettings;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const CONN: &str = "conn_fixture000000000000000001";
+const T: i64 = 1_795_000_000;
+
+fn fixture(name: &str) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/../../events/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn app(stripe_base: &str) -> (App, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::default());
+    let secrets = Arc::new(MemorySecrets::default());
+    let app = App::new(
+        Config::from_lookup(|_| None).unwrap(),
+        store.clone(),
+        secrets.clone(),
+        Arc::new(FixedClock::at(T + 10)),
+    )
+    .with_stripe_settings(StripeSettings {
+        api_base: stripe_base.to_string(),
+        max_retries: 0,
+        initial_backoff: Duration::from_millis(1),
+        ..StripeSettings::default()
+    });
+    store
+        .insert_connection(&Connection {
+            id: CONN.into(),
+            name: "Fixture".into(),
+            account_id: "acct_fixture".into(),
+            livemode: false,
+            api_version: "2023-08-16".into(),
+            webhook_mode: WebhookMode::Manual,
+            webhook_endpoint_id: None,
+            triggers: vec![],
+            created_at: T,
+            updated_at: T,
+        })
+        .await
+        .unwrap();
+    secrets
+        .put_secrets(
+            CONN,
+            &ConnectionSecrets {
+                api_key: SecretString::from("sk_test_fixturekey".to_string()),
+                webhook_secrets: vec![],
+                target_secrets: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .insert_workflow(&Workflow {
+            id: "wf_fixture".into(),
+            connection_id: CONN.into(),
+            trigger: "invoice.created".into(),
+            filter: Default::default(),
+            target: None,
+            steps: vec![Step {
+                action: "invoices.finalize".into(),
+                input: json!({"id": "{{event.data.object.id}}"}),
+            }],
+            enabled: true,
+            created_at: T,
+            updated_at: T,
+        })
+        .await
+        .unwrap();
+    (app, store)
+}
+
+/// The event item of a batch, as ingest stored it (the engine reads it back).
+async fn store_event_of(store: &MemoryStore, batch: &Value) -> StoredEvent {
+    let image = batch["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["eventName"] == "INSERT" && r["dynamodb"]["NewImage"]["kind"]["S"] == "event")
+        .unwrap();
+    let img = &image["dynamodb"]["NewImage"];
+    let event = StoredEvent {
+        connection_id: img["connection_id"]["S"].as_str().unwrap().into(),
+        event_id: img["event_id"]["S"].as_str().unwrap().into(),
+        event_type: img["event_type"]["S"].as_str().unwrap().into(),
+        created: img["created"]["N"].as_str().unwrap().parse().unwrap(),
+        livemode: false,
+        api_version: Some("2023-08-16".into()),
+        account: None,
+        body: img["body"]["S"].as_str().map(str::to_string),
+        body_omitted: img["body_omitted"]["BOOL"].as_bool().unwrap(),
+        received_at: T,
+        expires_at: T + 1,
+    };
+    store.insert_event(&event).await.unwrap();
+    event
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_event_runs_its_workflow_once_even_when_the_batch_is_redelivered() {
+    let stripe = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/invoices/in_1PfixtureInvoice/finalize"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "in_1PfixtureInvoice", "status": "open"})),
+        )
+        .mount(&stripe)
+        .await;
+    let (app, store) = app(&stripe.uri()).await;
+    let batch = fixture("stream_new_event.json");
+    store_event_of(&store, &batch).await;
+    let event: Event = serde_json::from_value(batch).unwrap();
+    for _ in 0..2 {
+        let response = process_stream(&app, event.clone()).await;
+        assert!(response.batch_item_failures.is_empty());
+    }
+    assert_eq!(
+        stripe.received_requests().await.unwrap().len(),
+        1,
+        "one finalize for two deliveries of the batch"
+    );
+    let runs = store
+        .list_runs(
+            CONN,
+            &RunQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        runs[0].status,
+        connector_core::workflow::run::RunStatus::Succeeded
+    );
+    // The response is what Lambda expects for ReportBatchItemFailures.
+    assert_eq!(
+        serde_json::to_value(process_stream(&app, event).await).unwrap(),
+        json!({"batchItemFailures": []})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_inserted_event_items_fan_out() {
+    let stripe = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "in_1"})))
+        .mount(&stripe)
+        .await;
+    let (app, store) = app(&stripe.uri()).await;
+    let batch = fixture("stream_mixed_batch.json");
+    store_event_of(&store, &batch).await;
+    let response = process_stream(&app, serde_json::from_value(batch).unwrap()).await;
+    assert!(response.batch_item_failures.is_empty());
+    // The run item and the MODIFY are passed; the INSERT of the event makes one run.
+    assert_eq!(
+        store
+            .list_runs(
+                CONN,
+                &RunQuery {
+                    limit: 10,
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(stripe.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fan_out_is_reported_by_sequence_number() {
+    // The event was too large to store, and Stripe cannot be reached to fetch it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (app, store) = app(&format!("http://127.0.0.1:{closed}")).await;
+    let mut batch = fixture("stream_mixed_batch.json");
+    for record in batch["Records"].as_array_mut().unwrap() {
+        let image = &mut record["dynamodb"]["NewImage"];
+        if image["kind"]["S"] == "event" {
+            image.as_object_mut().unwrap().remove("body");
+            image["body_omitted"] = json!({"BOOL": true});
+        }
+    }
+    store_event_of(&store, &batch).await;
+    let response = process_stream(&app, serde_json::from_value(batch).unwrap()).await;
+    let failed: Vec<Option<String>> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, [Some("103".to_string())]);
+}
