@@ -60,7 +60,14 @@ pub async fn start(data_dir: PathBuf, stripe_base: &str) -> Running {
     })
     .unwrap();
     let app = App::embedded(config).unwrap();
-    let server = dev_server::DevServer::new(app.clone(), SecretString::from(TOKEN.to_string()));
+    serve(app, listener)
+}
+
+/// Serves `app` (any stores) as the dev server does, on a bound listener.
+pub fn serve(app: App, listener: tokio::net::TcpListener) -> Running {
+    let addr = listener.local_addr().unwrap();
+    let server = dev_server::DevServer::new(app, SecretString::from(TOKEN.to_string()));
+    let app = server.app().clone();
     let task = tokio::spawn(server.serve(listener));
     Running {
         addr,

@@ -375,3 +375,104 @@ async fn runs_are_listed_with_their_state() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_runs_the_event_again_as_new_runs_with_new_keys() {
+    let env = env().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/invoices/in_7/finalize"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "in_7"})))
+        .mount(&env.stripe)
+        .await;
+    let conn = env.connection().await;
+    let (_, wf) = env
+        .call("POST", &format!("/connections/{conn}/workflows"), Some(json!({"trigger": "invoice.created", "steps": [{"action": "invoices.finalize", "input": {"id": "{{event.data.object.id}}"}}]})))
+        .await;
+    let wf_id = wf["id"].as_str().unwrap().to_string();
+    let event = StoredEvent {
+        connection_id: conn.clone(), event_id: "evt_again".into(), event_type: "invoice.created".into(), created: 1, livemode: false,
+        api_version: None, account: None, body: Some(json!({"id": "evt_again", "type": "invoice.created", "data": {"object": {"id": "in_7"}}}).to_string()),
+        body_omitted: false, received_at: 1, expires_at: 2,
+    };
+    env.store.insert_event(&event).await.unwrap();
+    Engine::new(&env.app, "w").fan_out(&event).await.unwrap();
+
+    let (status, replayed) = env
+        .call(
+            "POST",
+            &format!("/connections/{conn}/events/evt_again/replay"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{replayed}");
+    assert_eq!(replayed["data"][0]["status"], "pending");
+    assert!(
+        replayed["data"][0]["replay"]
+            .as_str()
+            .unwrap()
+            .starts_with("rpl_")
+    );
+    let (status, one) = env
+        .call(
+            "POST",
+            &format!("/connections/{conn}/events/evt_again/replay?workflow={wf_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{one}");
+    // The scheduler's tick carries the replays out.
+    assert_eq!(
+        connector_core::lambda::scheduler_tick(&env.app)
+            .await
+            .unwrap(),
+        json!({"due_runs": 2})
+    );
+
+    let finalizes: Vec<String> = env
+        .stripe
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v1/invoices/in_7/finalize")
+        .map(|r| r.headers["idempotency-key"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(finalizes.len(), 3, "the original and two replays");
+    let distinct: std::collections::HashSet<_> = finalizes.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        3,
+        "a replay is a new try: its own idempotency key"
+    );
+    let (_, runs) = env
+        .call(
+            "GET",
+            &format!("/connections/{conn}/runs?event_id=evt_again"),
+            None,
+        )
+        .await;
+    let runs = runs["data"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    assert!(runs.iter().all(|r| r["status"] == "succeeded"));
+
+    for (uri, status) in [
+        (
+            format!("/connections/{conn}/events/evt_nothere/replay"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/connections/{conn}/events/evt_again/replay?workflow=wf_nothere"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/connections/{conn}/events/evt_again/replay?workflow=..%2Fx"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/connections/{conn}/events/cus_1/replay"),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        assert_eq!(env.call("POST", &uri, None).await.0, status, "{uri}");
+    }
+}

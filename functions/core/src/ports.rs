@@ -84,6 +84,7 @@ pub trait RunStore: Send + Sync {
     /// Creates the run unless one exists for (connection, event, workflow):
     /// `true` when this call created it. A run exists at most once.
     async fn create_run(&self, run: &Run) -> Result<bool, StoreError>;
+    /// The last key part is [`Run::run_key`]: the workflow id, with `#rpl_…` for a replay.
     async fn get_run(
         &self,
         connection_id: &str,

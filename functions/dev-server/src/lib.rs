@@ -47,6 +47,11 @@ impl DevServer {
         })
     }
 
+    /// The app this server runs (with in-process fan-out switched on).
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
     fn authorized(&self, req: &hyper::Request<Incoming>) -> bool {
         let given = req
             .headers()

@@ -369,7 +369,7 @@ impl DynamoStore {
     fn run_item(run: &Run) -> Result<Item, StoreError> {
         let mut item = HashMap::from([
             ("pk".into(), s(conn_pk(&run.connection_id))),
-            ("sk".into(), s(run_sk(&run.event_id, &run.workflow_id))),
+            ("sk".into(), s(run_sk(&run.event_id, &run.run_key()))),
             ("kind".into(), s("run")),
             ("version".into(), n(run.version as i64)),
             ("record".into(), record(run)?),
@@ -383,7 +383,7 @@ impl DynamoStore {
                     sort_time(due, ""),
                     run.connection_id,
                     run.event_id,
-                    run.workflow_id
+                    run.run_key()
                 )),
             );
         }

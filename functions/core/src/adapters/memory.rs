@@ -148,11 +148,7 @@ impl WorkflowStore for MemoryStore {
 }
 
 fn run_key(r: &Run) -> (String, String, String) {
-    (
-        r.connection_id.clone(),
-        r.event_id.clone(),
-        r.workflow_id.clone(),
-    )
+    (r.connection_id.clone(), r.event_id.clone(), r.run_key())
 }
 
 #[async_trait]

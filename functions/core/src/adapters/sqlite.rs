@@ -350,7 +350,7 @@ impl RunStore for SqliteStore {
         let (c, e, w, created, due, v) = (
             run.connection_id.clone(),
             run.event_id.clone(),
-            run.workflow_id.clone(),
+            run.run_key(),
             run.created_at,
             run.due_at(),
             run.version as i64,
@@ -398,7 +398,7 @@ impl RunStore for SqliteStore {
         let (c, e, w, due, v) = (
             run.connection_id.clone(),
             run.event_id.clone(),
-            run.workflow_id.clone(),
+            run.run_key(),
             run.due_at(),
             run.version as i64,
         );

@@ -37,6 +37,9 @@ pub(super) async fn route(
         (&Method::PUT, [id, "triggers"]) => set_triggers(app, id, req).await,
         (&Method::GET, [id, "events"]) => list_events(app, id, req).await,
         (&Method::GET, [id, "events", event_id]) => get_event(app, id, event_id).await,
+        (&Method::POST, [id, "events", event_id, "replay"]) => {
+            super::workflows::replay(app, id, event_id, req).await
+        }
         (_, [id, "workflows", rest @ ..]) => {
             super::workflows::route(app, method, id, rest, req).await
         }

@@ -403,8 +403,64 @@ pub(super) async fn list_runs(app: &App, conn: &str, req: &Request) -> Result<Re
 
 fn run_view(r: &Run) -> Value {
     json!({
-        "object": "run", "event_id": r.event_id, "workflow_id": r.workflow_id, "status": r.status,
+        "object": "run", "event_id": r.event_id, "workflow_id": r.workflow_id, "replay": r.replay, "status": r.status,
         "attempts": r.attempts, "last_error": r.last_error, "next_attempt_at": r.next_attempt_at,
         "delivered": r.delivered, "steps": r.steps, "created_at": r.created_at, "updated_at": r.updated_at,
     })
+}
+
+/// `POST /connections/{id}/events/{event_id}/replay[?workflow=wf_…]`: runs a
+/// stored event again as new runs — for every enabled workflow it matches,
+/// or for the one named. Each replay is a new try (its own idempotency keys
+/// and target message id). The runs are due at once: the scheduler (the dev
+/// server's timer) carries them out; the answer is 202 with the runs made.
+pub(super) async fn replay(
+    app: &App,
+    conn: &str,
+    event_id: &str,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    if !ids::is_id(event_id, "evt_") {
+        return Err(ApiError::not_found("unknown event"));
+    }
+    let only = super::query_param(req, "workflow");
+    if only.as_deref().is_some_and(|w| !ids::is_id(w, "wf_")) {
+        return Err(ApiError::invalid_param(
+            "workflow",
+            "workflow must be a workflow id (wf_…)",
+        ));
+    }
+    load(app, conn).await?;
+    let event = app
+        .events
+        .get_event(conn, event_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found("unknown event"))?;
+    let workflows = match &only {
+        Some(wid) => vec![get(app, conn, wid).await?],
+        None => {
+            let body = match &event.body {
+                Some(b) => serde_json::from_str(b).unwrap_or(Value::Null),
+                None => json!({"id": event.event_id, "type": event.event_type}),
+            };
+            Engine::new(app, "replay")
+                .matching(&event, &body)
+                .await
+                .map_err(store_error)?
+        }
+    };
+    let now = app.clock.now();
+    let mut made = Vec::new();
+    for w in workflows {
+        let mut run = Run::new(conn, &event.event_id, &w.id, now);
+        run.replay = Some(ids::new_id("rpl_"));
+        app.runs.create_run(&run).await.map_err(store_error)?;
+        made.push(run_view(&run));
+    }
+    tracing::info!(connection = %conn, event_id, runs = made.len(), "event replayed");
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &json!({"object": "list", "data": made}),
+    ))
 }

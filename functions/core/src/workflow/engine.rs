@@ -38,6 +38,13 @@ pub enum Outcome {
     Skipped,
 }
 
+/// A run's workflow and event, with the event's JSON.
+struct Loaded {
+    workflow: Workflow,
+    event: StoredEvent,
+    body: Value,
+}
+
 pub struct Engine<'a> {
     app: &'a App,
     worker: String,
@@ -92,13 +99,25 @@ impl<'a> Engine<'a> {
         let mut outcomes = Vec::new();
         for workflow in self.matching(event, &body).await? {
             let run = Run::new(&event.connection_id, &event.event_id, &workflow.id, now);
-            if self.app.runs.create_run(&run).await? {
-                tracing::info!(connection = %event.connection_id, event_id = %event.event_id, workflow = %workflow.id, "run created");
-            }
-            let outcome = self
-                .execute(&event.connection_id, &event.event_id, &workflow.id)
-                .await?;
-            outcomes.push((workflow.id.clone(), outcome));
+            let id = workflow.id.clone();
+            let outcome = if self.app.runs.create_run(&run).await? {
+                tracing::info!(connection = %event.connection_id, event_id = %event.event_id, workflow = %id, "run created");
+                // What fan-out holds already is not read again.
+                self.execute_run(
+                    run,
+                    Some(Loaded {
+                        workflow,
+                        event: event.clone(),
+                        body: body.clone(),
+                    }),
+                )
+                .await?
+            } else {
+                // Made by an earlier delivery of this batch: it may still be pending.
+                self.execute(&event.connection_id, &event.event_id, &id)
+                    .await?
+            };
+            outcomes.push((id, outcome));
         }
         Ok(outcomes)
     }
@@ -109,7 +128,7 @@ impl<'a> Engine<'a> {
         let mut outcomes = Vec::new();
         for run in self.app.runs.due_runs(now, limit).await? {
             outcomes.push(
-                self.execute(&run.connection_id, &run.event_id, &run.workflow_id)
+                self.execute(&run.connection_id, &run.event_id, &run.run_key())
                     .await?,
             );
         }
@@ -123,14 +142,27 @@ impl<'a> Engine<'a> {
         event_id: &str,
         workflow_id: &str,
     ) -> Result<Outcome, EngineError> {
-        let Some(mut run) = self
+        match self
             .app
             .runs
             .get_run(connection_id, event_id, workflow_id)
             .await?
-        else {
-            return Ok(Outcome::Skipped);
-        };
+        {
+            Some(run) => self.execute_run(run, None).await,
+            None => Ok(Outcome::Skipped),
+        }
+    }
+
+    async fn execute_run(
+        &self,
+        mut run: Run,
+        loaded: Option<Loaded>,
+    ) -> Result<Outcome, EngineError> {
+        let (connection_id, event_id, workflow_id) = (
+            run.connection_id.clone(),
+            run.event_id.clone(),
+            run.workflow_id.clone(),
+        );
         let read = run.version;
         if run
             .claim(&self.worker, self.app.clock.now(), LEASE_SECS)
@@ -143,7 +175,7 @@ impl<'a> Engine<'a> {
             Err(StoreError::Conflict) => return Ok(Outcome::Skipped),
             Err(e) => return Err(e.into()),
         }
-        let result = self.attempt(&mut run).await;
+        let result = self.attempt(&mut run, loaded).await;
         let now = self.app.clock.now();
         let before = run.version;
         let transition = match result {
@@ -164,7 +196,7 @@ impl<'a> Engine<'a> {
             Err(e) => return Err(e.into()),
         }
         tracing::info!(
-            connection = %connection_id, event_id, workflow = workflow_id, status = ?run.status,
+            connection = %connection_id, %event_id, workflow = %workflow_id, status = ?run.status,
             attempts = run.attempts, error = run.last_error.as_deref(), "run attempt finished"
         );
         Ok(Outcome::Finished(run.status))
@@ -172,32 +204,16 @@ impl<'a> Engine<'a> {
 
     /// One attempt: deliver to the target (once), then the steps not yet
     /// done. `Err(None)` when the lease was lost.
-    async fn attempt(&self, run: &mut Run) -> Result<(), Option<Failure>> {
+    async fn attempt(&self, run: &mut Run, loaded: Option<Loaded>) -> Result<(), Option<Failure>> {
         let perm = |m: String| Some(Failure::Permanent(m));
-        let workflow = match self
-            .app
-            .workflows
-            .get_workflow(&run.connection_id, &run.workflow_id)
-            .await
-        {
-            Ok(Some(w)) => w,
-            Ok(None) => return Err(perm("the workflow was deleted".into())),
-            Err(e) => return Err(Some(Failure::Transient(e.to_string()))),
+        let Loaded {
+            workflow,
+            event,
+            body,
+        } = match loaded {
+            Some(l) => l,
+            None => self.load(run).await?,
         };
-        let event = match self
-            .app
-            .events
-            .get_event(&run.connection_id, &run.event_id)
-            .await
-        {
-            Ok(Some(e)) => e,
-            Ok(None) => return Err(perm("the event is no longer stored".into())),
-            Err(e) => return Err(Some(Failure::Transient(e.to_string()))),
-        };
-        let body = self
-            .event_body(&event)
-            .await
-            .map_err(|m| Some(Failure::Transient(m)))?;
         let (connection, secrets) = match (
             self.app
                 .connections
@@ -222,10 +238,17 @@ impl<'a> Engine<'a> {
             if let Some(failure) = classify_delivery(status) {
                 return Err(Some(failure));
             }
-            let before = run.version;
-            run.record_delivery(&self.worker, self.app.clock.now())
-                .map_err(|_| None)?;
-            self.save(run, before).await?;
+            if workflow.steps.len() > run.steps.len() {
+                // Saved at once when steps follow: a failing step must not
+                // deliver again.
+                let before = run.version;
+                run.record_delivery(&self.worker, self.app.clock.now())
+                    .map_err(|_| None)?;
+                self.save(run, before).await?;
+            } else {
+                // Without steps the run's final save records it.
+                run.delivered = true;
+            }
         }
 
         let stripe = self.app.stripe(&secrets.api_key, &connection.api_version);
@@ -235,7 +258,7 @@ impl<'a> Engine<'a> {
                 .map_err(|e| perm(format!("step {index}: {e}")))?;
             let action = catalog::action_by_key(&step.action)
                 .ok_or_else(|| perm(format!("step {index}: unknown action {}", step.action)))?;
-            let key = step_idempotency_key(&run.event_id, &run.workflow_id, index);
+            let key = step_idempotency_key(&run.event_id, &run.run_key(), index);
             let result = actions::run(action, &input, &stripe, Some(&key))
                 .await
                 .map_err(|e| {
@@ -358,6 +381,34 @@ impl<'a> Engine<'a> {
         Ok(report)
     }
 
+    /// What an attempt needs that fan-out did not hand over: read for a retry.
+    async fn load(&self, run: &Run) -> Result<Loaded, Option<Failure>> {
+        let transient = |e: StoreError| Some(Failure::Transient(e.to_string()));
+        let workflow = self
+            .app
+            .workflows
+            .get_workflow(&run.connection_id, &run.workflow_id)
+            .await
+            .map_err(transient)?
+            .ok_or_else(|| Some(Failure::Permanent("the workflow was deleted".into())))?;
+        let event = self
+            .app
+            .events
+            .get_event(&run.connection_id, &run.event_id)
+            .await
+            .map_err(transient)?
+            .ok_or_else(|| Some(Failure::Permanent("the event is no longer stored".into())))?;
+        let body = self
+            .event_body(&event)
+            .await
+            .map_err(|m| Some(Failure::Transient(m)))?;
+        Ok(Loaded {
+            workflow,
+            event,
+            body,
+        })
+    }
+
     async fn save(&self, run: &Run, before: u64) -> Result<(), Option<Failure>> {
         match self.app.runs.save_run(run, before).await {
             Ok(()) => Ok(()),
@@ -381,7 +432,7 @@ impl<'a> Engine<'a> {
             .unwrap_or_else(|| json!({"id": event.event_id, "type": event.event_type}).to_string());
         let msg_id = format!(
             "msg_{}",
-            &step_idempotency_key(&run.event_id, &run.workflow_id, usize::MAX)[3..]
+            &step_idempotency_key(&run.event_id, &run.run_key(), usize::MAX)[3..]
         );
         let timestamp = self.app.clock.now();
         let signature = signing::sign(secret, &msg_id, timestamp, payload.as_bytes()).ok()?;

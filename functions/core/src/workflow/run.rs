@@ -33,6 +33,9 @@ pub struct Run {
     pub connection_id: String,
     pub event_id: String,
     pub workflow_id: String,
+    /// Set on a replay (`rpl_…`): a new run of the same event and workflow.
+    #[serde(default)]
+    pub replay: Option<String>,
     pub status: RunStatus,
     pub attempts: u32,
     pub last_error: Option<String>,
@@ -102,6 +105,7 @@ impl Run {
             connection_id: connection_id.to_string(),
             event_id: event_id.to_string(),
             workflow_id: workflow_id.to_string(),
+            replay: None,
             status: RunStatus::Pending,
             attempts: 0,
             last_error: None,
@@ -113,6 +117,16 @@ impl Run {
             version: 0,
             created_at: now,
             updated_at: now,
+        }
+    }
+
+    /// What tells this run apart from others of the same event: the workflow
+    /// id, and for a replay the replay id too. Stores key runs by it; step
+    /// idempotency keys and target message ids derive from it.
+    pub fn run_key(&self) -> String {
+        match &self.replay {
+            Some(replay) => format!("{}#{replay}", self.workflow_id),
+            None => self.workflow_id.clone(),
         }
     }
 
