@@ -176,23 +176,13 @@ impl DynamoStore {
 #[async_trait]
 impl ConnectionStore for DynamoStore {
     async fn insert_connection(&self, c: &Connection) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::connection_item(c)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::Conflict)
-            }
-            Err(e) => Err(sdk_error(e)),
+        if self
+            .conditional_put(Self::connection_item(c)?, "attribute_not_exists(pk)", None)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
         }
     }
 
@@ -229,23 +219,13 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn update_connection(&self, c: &Connection) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::connection_item(c)?))
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::Conflict)
-            }
-            Err(e) => Err(sdk_error(e)),
+        if self
+            .conditional_put(Self::connection_item(c)?, "attribute_exists(pk)", None)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
         }
     }
 

@@ -83,6 +83,22 @@ impl SqliteStore {
         })
     }
 
+    /// The `record` of at most one row, decoded.
+    async fn one<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &'static str,
+        params: Vec<String>,
+    ) -> Result<Option<T>, StoreError> {
+        let text: Option<String> = self
+            .with(move |db| {
+                db.query_row(sql, rusqlite::params_from_iter(params), |r| r.get(0))
+                    .optional()
+                    .map_err(unavailable)
+            })
+            .await?;
+        text.map(|t| decode(&t)).transpose()
+    }
+
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
@@ -114,17 +130,11 @@ impl ConnectionStore for SqliteStore {
     }
 
     async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
-        let id = id.to_string();
-        let text: Option<String> = self
-            .with(move |db| {
-                db.query_row("SELECT record FROM connections WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(unavailable)
-            })
-            .await?;
-        text.map(|t| decode(&t)).transpose()
+        self.one(
+            "SELECT record FROM connections WHERE id = ?1",
+            vec![id.to_string()],
+        )
+        .await
     }
 
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
@@ -197,19 +207,11 @@ impl EventStore for SqliteStore {
         connection_id: &str,
         event_id: &str,
     ) -> Result<Option<StoredEvent>, StoreError> {
-        let (conn, id) = (connection_id.to_string(), event_id.to_string());
-        let text: Option<String> = self
-            .with(move |db| {
-                db.query_row(
-                    "SELECT record FROM events WHERE connection_id = ?1 AND event_id = ?2",
-                    [conn, id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(unavailable)
-            })
-            .await?;
-        text.map(|t| decode(&t)).transpose()
+        self.one(
+            "SELECT record FROM events WHERE connection_id = ?1 AND event_id = ?2",
+            vec![connection_id.to_string(), event_id.to_string()],
+        )
+        .await
     }
 
     async fn list_events(
@@ -282,19 +284,11 @@ impl WorkflowStore for SqliteStore {
         connection_id: &str,
         id: &str,
     ) -> Result<Option<Workflow>, StoreError> {
-        let (conn, id) = (connection_id.to_string(), id.to_string());
-        let text: Option<String> = self
-            .with(move |db| {
-                db.query_row(
-                    "SELECT record FROM workflows WHERE connection_id = ?1 AND id = ?2",
-                    [conn, id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(unavailable)
-            })
-            .await?;
-        text.map(|t| decode(&t)).transpose()
+        self.one(
+            "SELECT record FROM workflows WHERE connection_id = ?1 AND id = ?2",
+            vec![connection_id.to_string(), id.to_string()],
+        )
+        .await
     }
 
     async fn list_workflows(&self, connection_id: &str) -> Result<Vec<Workflow>, StoreError> {
@@ -374,23 +368,7 @@ impl RunStore for SqliteStore {
         event_id: &str,
         workflow_id: &str,
     ) -> Result<Option<Run>, StoreError> {
-        let (c, e, w) = (
-            connection_id.to_string(),
-            event_id.to_string(),
-            workflow_id.to_string(),
-        );
-        let text: Option<String> = self
-            .with(move |db| {
-                db.query_row(
-                    "SELECT record FROM runs WHERE connection_id = ?1 AND event_id = ?2 AND workflow_id = ?3",
-                    [c, e, w],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(unavailable)
-            })
-            .await?;
-        text.map(|t| decode(&t)).transpose()
+        self.one("SELECT record FROM runs WHERE connection_id = ?1 AND event_id = ?2 AND workflow_id = ?3", vec![connection_id.to_string(), event_id.to_string(), workflow_id.to_string()]).await
     }
 
     async fn save_run(&self, run: &Run, expected_version: u64) -> Result<(), StoreError> {

@@ -565,16 +565,7 @@ fn is_endpoint_limit(e: &StripeError) -> bool {
 }
 
 async fn list_events(app: &App, id: &str, req: &Request) -> Result<Response, ApiError> {
-    let limit = match super::query_param(req, "limit") {
-        None => 20,
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid_param("limit", "limit must be a whole number from 1 to 100")
-            })?,
-    };
+    let limit = super::limit_param(req, 20)?;
     let event_type = super::query_param(req, "type");
     if let Some(t) = &event_type {
         if catalog::trigger(t).is_none() && t.len() > 100 {

@@ -96,3 +96,17 @@ pub(crate) fn query_param(req: &Request, name: &str) -> Option<String> {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
+
+/// `?limit=`: 1 to 100, or the default when absent.
+pub(crate) fn limit_param(req: &Request, default: usize) -> Result<usize, ApiError> {
+    match query_param(req, "limit") {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_param("limit", "limit must be a whole number from 1 to 100")
+            }),
+    }
+}

@@ -346,16 +346,7 @@ async fn test(app: &App, conn: &str, wid: &str, req: &Request) -> Result<Respons
 
 pub(super) async fn list_runs(app: &App, conn: &str, req: &Request) -> Result<Response, ApiError> {
     let q = |name| super::query_param(req, name);
-    let limit = match q("limit") {
-        None => 20,
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid_param("limit", "limit must be a whole number from 1 to 100")
-            })?,
-    };
+    let limit = super::limit_param(req, 20)?;
     let status = match q("status") {
         None => None,
         Some(s) => Some(serde_json::from_value::<RunStatus>(json!(s)).map_err(|_| {
