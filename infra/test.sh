@@ -53,6 +53,7 @@ unset AWS_PROFILE AWS_SESSION_TOKEN
 
 echo "== moto on $AWS_ENDPOINT_URL, localstripe on $LOCALSTRIPE_URL"
 status=0
+cargo fmt --all -- --check || { echo "cargo fmt --all would change files" >&2; status=1; }
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else
