@@ -176,14 +176,8 @@ impl DynamoStore {
 #[async_trait]
 impl ConnectionStore for DynamoStore {
     async fn insert_connection(&self, c: &Connection) -> Result<(), StoreError> {
-        if self
-            .conditional_put(Self::connection_item(c)?, "attribute_not_exists(pk)", None)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict)
-        }
+        self.put_or_conflict(Self::connection_item(c)?, "attribute_not_exists(pk)")
+            .await
     }
 
     async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
@@ -219,14 +213,8 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn update_connection(&self, c: &Connection) -> Result<(), StoreError> {
-        if self
-            .conditional_put(Self::connection_item(c)?, "attribute_exists(pk)", None)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict)
-        }
+        self.put_or_conflict(Self::connection_item(c)?, "attribute_exists(pk)")
+            .await
     }
 
     async fn delete_connection(&self, id: &str) -> Result<(), StoreError> {
@@ -393,6 +381,24 @@ impl DynamoStore {
         }
     }
 
+    fn workflow_item(w: &Workflow) -> Result<Item, StoreError> {
+        Ok(HashMap::from([
+            ("pk".into(), s(conn_pk(&w.connection_id))),
+            ("sk".into(), s(format!("WF#{}", w.id))),
+            ("kind".into(), s("workflow")),
+            ("record".into(), record(w)?),
+        ]))
+    }
+
+    /// A conditional put whose failed condition means `Conflict`.
+    async fn put_or_conflict(&self, item: Item, condition: &str) -> Result<(), StoreError> {
+        if self.conditional_put(item, condition, None).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+
     async fn conditional_put(
         &self,
         item: Item,
@@ -424,20 +430,8 @@ impl DynamoStore {
 #[async_trait]
 impl WorkflowStore for DynamoStore {
     async fn insert_workflow(&self, w: &Workflow) -> Result<(), StoreError> {
-        let item = HashMap::from([
-            ("pk".into(), s(conn_pk(&w.connection_id))),
-            ("sk".into(), s(format!("WF#{}", w.id))),
-            ("kind".into(), s("workflow")),
-            ("record".into(), record(w)?),
-        ]);
-        if self
-            .conditional_put(item, "attribute_not_exists(pk)", None)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict)
-        }
+        self.put_or_conflict(Self::workflow_item(w)?, "attribute_not_exists(pk)")
+            .await
     }
 
     async fn get_workflow(
@@ -464,20 +458,8 @@ impl WorkflowStore for DynamoStore {
     }
 
     async fn update_workflow(&self, w: &Workflow) -> Result<(), StoreError> {
-        let item = HashMap::from([
-            ("pk".into(), s(conn_pk(&w.connection_id))),
-            ("sk".into(), s(format!("WF#{}", w.id))),
-            ("kind".into(), s("workflow")),
-            ("record".into(), record(w)?),
-        ]);
-        if self
-            .conditional_put(item, "attribute_exists(pk)", None)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict)
-        }
+        self.put_or_conflict(Self::workflow_item(w)?, "attribute_exists(pk)")
+            .await
     }
 
     async fn delete_workflow(&self, connection_id: &str, id: &str) -> Result<(), StoreError> {
