@@ -151,6 +151,10 @@ async fn create_validates_the_key_with_stripe_and_keeps_it_out_of_the_table() {
     let (status, listed) = env.call("GET", "/connections", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(listed["data"][0]["id"], id);
+    assert_eq!(
+        listed["data"][0]["webhook_url"],
+        format!("https://{HOST}/webhooks/{id}")
+    );
     let (status, one) = env.call("GET", &format!("/connections/{id}"), None).await;
     assert_eq!(
         (status, one["name"].as_str()),

@@ -25,7 +25,7 @@ pub(super) async fn route(
 ) -> Result<Response, ApiError> {
     match (method, rest) {
         (&Method::POST, []) => create(app, req).await,
-        (&Method::GET, []) => list(app).await,
+        (&Method::GET, []) => list(app, req).await,
         (_, []) => Err(super::method_not_allowed(method)),
         (_, [id, ..]) if !ids::is_connection_id(id) => {
             Err(ApiError::not_found("unknown connection"))
@@ -296,13 +296,13 @@ async fn create(app: &App, req: &Request) -> Result<Response, ApiError> {
     ))
 }
 
-async fn list(app: &App) -> Result<Response, ApiError> {
+async fn list(app: &App, req: &Request) -> Result<Response, ApiError> {
     let all = app
         .connections
         .list_connections()
         .await
         .map_err(store_error)?;
-    let base = app.config.public_base_url.clone().unwrap_or_default();
+    let base = super::public_base_url(app, req);
     let data: Vec<Value> = all.iter().map(|c| view(c, None, &base)).collect();
     Ok(ok_json(&json!({"object": "list", "data": data})))
 }
