@@ -15,7 +15,7 @@ use super::{filter, signing, step_idempotency_key, template};
 use crate::actions;
 use crate::app::App;
 use crate::catalog;
-use crate::model::{StoredEvent, Workflow};
+use crate::model::{Connection, ConnectionSecrets, StoredEvent, Workflow};
 use crate::ports::StoreError;
 
 /// How long a worker holds a run before another may take it over.
@@ -43,6 +43,8 @@ struct Loaded {
     workflow: Workflow,
     event: StoredEvent,
     body: Value,
+    connection: Connection,
+    secrets: ConnectionSecrets,
 }
 
 pub struct Engine<'a> {
@@ -97,21 +99,26 @@ impl<'a> Engine<'a> {
         };
         let now = self.app.clock.now();
         let mut outcomes = Vec::new();
+        // Read once for all of the event's new runs.
+        let mut connection: Option<(Connection, ConnectionSecrets)> = None;
         for workflow in self.matching(event, &body).await? {
             let run = Run::new(&event.connection_id, &event.event_id, &workflow.id, now);
             let id = workflow.id.clone();
             let outcome = if self.app.runs.create_run(&run).await? {
                 tracing::info!(connection = %event.connection_id, event_id = %event.event_id, workflow = %id, "run created");
-                // What fan-out holds already is not read again.
-                self.execute_run(
-                    run,
-                    Some(Loaded {
-                        workflow,
-                        event: event.clone(),
-                        body: body.clone(),
-                    }),
-                )
-                .await?
+                if connection.is_none() {
+                    connection = self.connection_of(&event.connection_id).await.ok();
+                }
+                // What fan-out holds already is not read again; without the
+                // connection the attempt reads it and reports why it failed.
+                let loaded = connection.clone().map(|(connection, secrets)| Loaded {
+                    workflow,
+                    event: event.clone(),
+                    body: body.clone(),
+                    connection,
+                    secrets,
+                });
+                self.execute_run(run, loaded).await?
             } else {
                 // Made by an earlier delivery of this batch: it may still be pending.
                 self.execute(&event.connection_id, &event.event_id, &id)
@@ -210,21 +217,11 @@ impl<'a> Engine<'a> {
             workflow,
             event,
             body,
+            connection,
+            secrets,
         } = match loaded {
             Some(l) => l,
             None => self.load(run).await?,
-        };
-        let (connection, secrets) = match (
-            self.app
-                .connections
-                .get_connection(&run.connection_id)
-                .await,
-            self.app.secrets.get_secrets(&run.connection_id).await,
-        ) {
-            (Ok(Some(c)), Ok(Some(s))) => (c, s),
-            (Ok(None), _) | (_, Ok(None)) => return Err(perm("the connection was deleted".into())),
-            (Err(e), _) => return Err(Some(Failure::Transient(e.to_string()))),
-            (_, Err(e)) => return Err(Some(Failure::Transient(e.to_string()))),
         };
 
         if let (Some(target), false) = (&workflow.target, run.delivered) {
@@ -402,11 +399,32 @@ impl<'a> Engine<'a> {
             .event_body(&event)
             .await
             .map_err(|m| Some(Failure::Transient(m)))?;
+        let (connection, secrets) = self.connection_of(&run.connection_id).await?;
         Ok(Loaded {
             workflow,
             event,
             body,
+            connection,
+            secrets,
         })
+    }
+
+    /// A connection and its secrets; gone is permanent, a store failure transient.
+    async fn connection_of(
+        &self,
+        id: &str,
+    ) -> Result<(Connection, ConnectionSecrets), Option<Failure>> {
+        match (
+            self.app.connections.get_connection(id).await,
+            self.app.secrets.get_secrets(id).await,
+        ) {
+            (Ok(Some(c)), Ok(Some(s))) => Ok((c, s)),
+            (Ok(None), _) | (_, Ok(None)) => Err(Some(Failure::Permanent(
+                "the connection was deleted".into(),
+            ))),
+            (Err(e), _) => Err(Some(Failure::Transient(e.to_string()))),
+            (_, Err(e)) => Err(Some(Failure::Transient(e.to_string()))),
+        }
     }
 
     async fn save(&self, run: &Run, before: u64) -> Result<(), Option<Failure>> {
