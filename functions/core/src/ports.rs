@@ -128,6 +128,28 @@ pub trait SecretStore: Send + Sync {
     async fn delete_secrets(&self, connection_id: &str) -> Result<(), SecretsError>;
 }
 
+/// A shared store is a store: wrappers such as the secrets cache can sit on
+/// an `Arc` that others hold too.
+#[async_trait]
+impl<S: SecretStore + ?Sized> SecretStore for std::sync::Arc<S> {
+    async fn get_secrets(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<ConnectionSecrets>, SecretsError> {
+        (**self).get_secrets(connection_id).await
+    }
+    async fn put_secrets(
+        &self,
+        connection_id: &str,
+        secrets: &ConnectionSecrets,
+    ) -> Result<(), SecretsError> {
+        (**self).put_secrets(connection_id, secrets).await
+    }
+    async fn delete_secrets(&self, connection_id: &str) -> Result<(), SecretsError> {
+        (**self).delete_secrets(connection_id).await
+    }
+}
+
 /// Unix seconds, injectable for tests.
 pub trait Clock: Send + Sync {
     fn now(&self) -> i64;
