@@ -1,8 +1,17 @@
 //! The dev server's embedded store: one SQLite file in WAL mode with
-//! `synchronous=FULL`, so an event is on disk when its insert returns.
+//! `synchronous=FULL`, so a record is on disk when its write returns.
+//!
+//! Writes go to one writer thread, which commits whatever writes are waiting
+//! together in one transaction (group commit): under load, one fsync covers
+//! many events instead of one each, and no caller hears back before the
+//! commit that holds its write. Each write runs in its own savepoint, so one
+//! failing write does not undo the others in its batch. Reads use a small
+//! pool of separate connections and never wait behind a commit (WAL).
+//! Checkpoints (copying the WAL into the database file) run on their own
+//! thread, so no commit waits for one.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
@@ -13,9 +22,27 @@ use crate::ports::{
 };
 use crate::workflow::run::Run;
 
+/// At most this many writes share one commit.
+const MAX_BATCH: usize = 512;
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(2000);
+
+/// A write to run on the writer thread. It answers whether it succeeded and
+/// how to tell its caller once the commit's outcome is known.
+/// Given no connection (the transaction could not begin), it does not run
+/// and its caller hears of the failure.
+type Job = Box<dyn FnOnce(Option<&rusqlite::Connection>) -> (bool, Reply) + Send>;
+type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
+
 #[derive(Clone)]
 pub struct SqliteStore {
-    db: Arc<Mutex<rusqlite::Connection>>,
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<Readers>,
+}
+
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -30,57 +57,71 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+const SCHEMA: &str = "PRAGMA journal_mode = WAL;
+     PRAGMA synchronous = FULL;
+     PRAGMA busy_timeout = 5000;
+     CREATE TABLE IF NOT EXISTS connections (
+         id TEXT PRIMARY KEY,
+         created_at INTEGER NOT NULL,
+         record TEXT NOT NULL);
+     CREATE TABLE IF NOT EXISTS events (
+         connection_id TEXT NOT NULL,
+         event_id TEXT NOT NULL,
+         event_type TEXT NOT NULL,
+         created INTEGER NOT NULL,
+         record TEXT NOT NULL,
+         PRIMARY KEY (connection_id, event_id));
+     CREATE INDEX IF NOT EXISTS events_newest
+         ON events (connection_id, created DESC, event_id DESC);
+     CREATE TABLE IF NOT EXISTS workflows (
+         connection_id TEXT NOT NULL,
+         id TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         record TEXT NOT NULL,
+         PRIMARY KEY (connection_id, id));
+     CREATE TABLE IF NOT EXISTS runs (
+         connection_id TEXT NOT NULL,
+         event_id TEXT NOT NULL,
+         workflow_id TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         due_at INTEGER,
+         version INTEGER NOT NULL,
+         record TEXT NOT NULL,
+         PRIMARY KEY (connection_id, event_id, workflow_id));
+     CREATE INDEX IF NOT EXISTS runs_due ON runs (due_at) WHERE due_at IS NOT NULL;";
+
 impl SqliteStore {
-    /// Opens (creating if needed) the store file.
+    /// Opens (creating if needed) the store file and starts its writer thread,
+    /// which ends when the last clone of the store is dropped.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = rusqlite::Connection::open(path).map_err(unavailable)?;
-        Self::init(db)
-    }
-
-    /// A private in-memory database, for tests.
-    pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(rusqlite::Connection::open_in_memory().map_err(unavailable)?)
-    }
-
-    fn init(db: rusqlite::Connection) -> Result<Self, StoreError> {
-        db.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             PRAGMA busy_timeout = 5000;
-             CREATE TABLE IF NOT EXISTS connections (
-                 id TEXT PRIMARY KEY,
-                 created_at INTEGER NOT NULL,
-                 record TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS events (
-                 connection_id TEXT NOT NULL,
-                 event_id TEXT NOT NULL,
-                 event_type TEXT NOT NULL,
-                 created INTEGER NOT NULL,
-                 record TEXT NOT NULL,
-                 PRIMARY KEY (connection_id, event_id));
-             CREATE INDEX IF NOT EXISTS events_newest
-                 ON events (connection_id, created DESC, event_id DESC);
-             CREATE TABLE IF NOT EXISTS workflows (
-                 connection_id TEXT NOT NULL,
-                 id TEXT NOT NULL,
-                 created_at INTEGER NOT NULL,
-                 record TEXT NOT NULL,
-                 PRIMARY KEY (connection_id, id));
-             CREATE TABLE IF NOT EXISTS runs (
-                 connection_id TEXT NOT NULL,
-                 event_id TEXT NOT NULL,
-                 workflow_id TEXT NOT NULL,
-                 created_at INTEGER NOT NULL,
-                 due_at INTEGER,
-                 version INTEGER NOT NULL,
-                 record TEXT NOT NULL,
-                 PRIMARY KEY (connection_id, event_id, workflow_id));
-             CREATE INDEX IF NOT EXISTS runs_due ON runs (due_at) WHERE due_at IS NOT NULL;",
-        )
-        .map_err(unavailable)?;
-        Ok(Self {
-            db: Arc::new(Mutex::new(db)),
-        })
+        db.execute_batch(SCHEMA).map_err(unavailable)?;
+        db.execute_batch("PRAGMA wal_autocheckpoint = 0")
+            .map_err(unavailable)?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(db, queue))
+            .map_err(unavailable)?;
+        let readers = Arc::new(Readers {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+        });
+        let checkpointer = rusqlite::Connection::open(path).map_err(unavailable)?;
+        let alive = Arc::downgrade(&readers);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                while alive.strong_count() > 0 {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    // PASSIVE: copies what no reader still needs, never blocks a writer.
+                    if let Err(e) = checkpointer.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+            })
+            .map_err(unavailable)?;
+        Ok(Self { jobs, readers })
     }
 
     /// The `record` of at most one row, decoded.
@@ -90,26 +131,114 @@ impl SqliteStore {
         params: Vec<String>,
     ) -> Result<Option<T>, StoreError> {
         let text: Option<String> = self
-            .with(move |db| {
-                db.query_row(sql, rusqlite::params_from_iter(params), |r| r.get(0))
-                    .optional()
+            .read(move |db| {
+                db.prepare_cached(sql)
+                    .and_then(|mut s| {
+                        s.query_row(rusqlite::params_from_iter(params), |r| r.get(0))
+                            .optional()
+                    })
                     .map_err(unavailable)
             })
             .await?;
         text.map(|t| decode(&t)).transpose()
     }
 
-    async fn with<T: Send + 'static>(
+    /// Runs a read on a pooled reader connection, on the calling thread:
+    /// reads are short indexed lookups that never wait for a writer (WAL),
+    /// and running them in place costs less than handing them to another
+    /// thread and waking the caller again.
+    async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = db.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(unavailable)?
+        let readers = &self.readers;
+        let pooled = readers.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let db = match pooled {
+            Some(db) => db,
+            None => {
+                let db = rusqlite::Connection::open(&readers.path).map_err(unavailable)?;
+                db.busy_timeout(std::time::Duration::from_secs(5))
+                    .map_err(unavailable)?;
+                db
+            }
+        };
+        let out = f(&db);
+        readers
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(db);
+        out
+    }
+
+    /// Runs a write on the writer thread; returns once its batch is committed.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |db| {
+            let result = match db {
+                Some(db) => f(db),
+                None => Err(StoreError::Unavailable(
+                    "could not begin a transaction".into(),
+                )),
+            };
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |commit_error| {
+                let _ = tx.send(match commit_error {
+                    Some(e) => Err(StoreError::Unavailable(e.to_string())),
+                    None => result,
+                });
+            });
+            (ok, reply)
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?
+    }
+}
+
+/// The writer thread: takes every waiting write, runs each in a savepoint,
+/// commits once, then answers them all.
+fn write_loop(db: rusqlite::Connection, queue: mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = db.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, "could not begin a write transaction");
+            for job in batch {
+                let (_, reply) = job(None);
+                reply(None);
+            }
+            continue;
+        }
+        let mut replies = Vec::with_capacity(batch.len());
+        for job in batch {
+            let _ = db.execute_batch("SAVEPOINT job");
+            let (ok, reply) = job(Some(&db));
+            let _ = if ok {
+                db.execute_batch("RELEASE job")
+            } else {
+                db.execute_batch("ROLLBACK TO job; RELEASE job")
+            };
+            replies.push(reply);
+        }
+        match db.execute_batch("COMMIT") {
+            Ok(()) => replies.into_iter().for_each(|r| r(None)),
+            Err(e) => {
+                let _ = db.execute_batch("ROLLBACK");
+                let reason = e.to_string();
+                replies.into_iter().for_each(|r| r(Some(&reason)));
+            }
+        }
     }
 }
 
@@ -117,7 +246,7 @@ impl SqliteStore {
 impl ConnectionStore for SqliteStore {
     async fn insert_connection(&self, c: &Connection) -> Result<(), StoreError> {
         let (id, created, record) = (c.id.clone(), c.created_at, encode(c)?);
-        self.with(move |db| {
+        self.write(move |db| {
             let n = db
                 .execute(
                     "INSERT OR IGNORE INTO connections (id, created_at, record) VALUES (?1, ?2, ?3)",
@@ -139,7 +268,7 @@ impl ConnectionStore for SqliteStore {
 
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
         let rows: Vec<String> = self
-            .with(|db| {
+            .read(|db| {
                 let mut stmt = db
                     .prepare("SELECT record FROM connections ORDER BY created_at, id")
                     .map_err(unavailable)?;
@@ -152,7 +281,7 @@ impl ConnectionStore for SqliteStore {
 
     async fn update_connection(&self, c: &Connection) -> Result<(), StoreError> {
         let (id, record) = (c.id.clone(), encode(c)?);
-        self.with(move |db| {
+        self.write(move |db| {
             let n = db
                 .execute(
                     "UPDATE connections SET record = ?2 WHERE id = ?1",
@@ -170,7 +299,7 @@ impl ConnectionStore for SqliteStore {
 
     async fn delete_connection(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.with(move |db| {
+        self.write(move |db| {
             db.execute("DELETE FROM connections WHERE id = ?1", [id])
                 .map_err(unavailable)?;
             Ok(())
@@ -189,13 +318,13 @@ impl EventStore for SqliteStore {
             e.event_type.clone(),
             e.created,
         );
-        self.with(move |db| {
+        self.write(move |db| {
             let n = db
-                .execute(
+                .prepare_cached(
                     "INSERT OR IGNORE INTO events (connection_id, event_id, event_type, created, record)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![conn, id, ty, created, record],
                 )
+                .and_then(|mut insert| insert.execute(params![conn, id, ty, created, record]))
                 .map_err(unavailable)?;
             Ok(if n == 0 { InsertOutcome::Duplicate } else { InsertOutcome::Inserted })
         })
@@ -222,7 +351,7 @@ impl EventStore for SqliteStore {
         let conn = connection_id.to_string();
         let query = query.clone();
         let rows: Vec<String> = self
-            .with(move |db| {
+            .read(move |db| {
                 let cursor: Option<(i64, String)> = match &query.starting_after {
                     Some(id) => db
                         .query_row(
@@ -267,7 +396,7 @@ impl WorkflowStore for SqliteStore {
             w.created_at,
             encode(w)?,
         );
-        self.with(move |db| {
+        self.write(move |db| {
             let n = db
                 .execute(
                     "INSERT OR IGNORE INTO workflows (connection_id, id, created_at, record) VALUES (?1, ?2, ?3, ?4)",
@@ -294,7 +423,7 @@ impl WorkflowStore for SqliteStore {
     async fn list_workflows(&self, connection_id: &str) -> Result<Vec<Workflow>, StoreError> {
         let conn = connection_id.to_string();
         let rows: Vec<String> = self
-            .with(move |db| {
+            .read(move |db| {
                 let mut stmt = db
                     .prepare("SELECT record FROM workflows WHERE connection_id = ?1 ORDER BY created_at, id")
                     .map_err(unavailable)?;
@@ -307,7 +436,7 @@ impl WorkflowStore for SqliteStore {
 
     async fn update_workflow(&self, w: &Workflow) -> Result<(), StoreError> {
         let (conn, id, record) = (w.connection_id.clone(), w.id.clone(), encode(w)?);
-        self.with(move |db| {
+        self.write(move |db| {
             let n = db
                 .execute(
                     "UPDATE workflows SET record = ?3 WHERE connection_id = ?1 AND id = ?2",
@@ -325,7 +454,7 @@ impl WorkflowStore for SqliteStore {
 
     async fn delete_workflow(&self, connection_id: &str, id: &str) -> Result<(), StoreError> {
         let (conn, id) = (connection_id.to_string(), id.to_string());
-        self.with(move |db| {
+        self.write(move |db| {
             db.execute(
                 "DELETE FROM workflows WHERE connection_id = ?1 AND id = ?2",
                 [conn, id],
@@ -349,7 +478,7 @@ impl RunStore for SqliteStore {
             run.due_at(),
             run.version as i64,
         );
-        self.with(move |db| {
+        self.write(move |db| {
             let n = db
                 .execute(
                     "INSERT OR IGNORE INTO runs (connection_id, event_id, workflow_id, created_at, due_at, version, record)
@@ -380,7 +509,7 @@ impl RunStore for SqliteStore {
             run.due_at(),
             run.version as i64,
         );
-        self.with(move |db| {
+        self.write(move |db| {
             let n = db
                 .execute(
                     "UPDATE runs SET record = ?4, due_at = ?5, version = ?6
@@ -400,7 +529,7 @@ impl RunStore for SqliteStore {
     ) -> Result<Vec<Run>, StoreError> {
         let conn = connection_id.to_string();
         let rows: Vec<String> = self
-            .with(move |db| {
+            .read(move |db| {
                 let mut stmt = db
                     .prepare("SELECT record FROM runs WHERE connection_id = ?1")
                     .map_err(unavailable)?;
@@ -417,7 +546,7 @@ impl RunStore for SqliteStore {
 
     async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError> {
         let rows: Vec<String> = self
-            .with(move |db| {
+            .read(move |db| {
                 let mut stmt = db
                     .prepare("SELECT record FROM runs WHERE due_at IS NOT NULL AND due_at <= ?1 ORDER BY due_at, created_at LIMIT ?2")
                     .map_err(unavailable)?;
