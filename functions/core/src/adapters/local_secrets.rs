@@ -1,9 +1,13 @@
 //! The dev server's secrets: one JSON file, created with 0600 permissions and
-//! replaced atomically on every write.
+//! replaced atomically on every write. Reads keep the parsed file and parse
+//! it again only when the file changed (another inode, size or mtime), so a
+//! webhook costs one `stat`, not a read and a parse.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use tokio::sync::Mutex;
@@ -14,6 +18,29 @@ use crate::ports::{SecretStore, SecretsError};
 pub struct LocalSecretsFile {
     path: PathBuf,
     lock: Mutex<()>,
+    cache: std::sync::Mutex<Option<(Stamp, Arc<BTreeMap<String, String>>)>>,
+}
+
+/// What identifies one version of the file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    inode: u64,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Self {
+            inode,
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
 }
 
 impl LocalSecretsFile {
@@ -21,7 +48,29 @@ impl LocalSecretsFile {
         Self {
             path,
             lock: Mutex::new(()),
+            cache: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The file's contents, parsed again only if it changed since last time.
+    fn cached(&self) -> Result<Arc<BTreeMap<String, String>>, SecretsError> {
+        let stamp = match std::fs::metadata(&self.path) {
+            Ok(meta) => Some(Stamp::of(&meta)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(SecretsError::Unavailable(e.to_string())),
+        };
+        let Some(stamp) = stamp else {
+            return Ok(Arc::default());
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, map)) = cache.as_ref()
+            && *seen == stamp
+        {
+            return Ok(map.clone());
+        }
+        let map = Arc::new(self.read()?);
+        *cache = Some((stamp, map.clone()));
+        Ok(map)
     }
 
     fn read(&self) -> Result<BTreeMap<String, String>, SecretsError> {
@@ -53,8 +102,7 @@ impl LocalSecretsFile {
 #[async_trait]
 impl SecretStore for LocalSecretsFile {
     async fn get_secrets(&self, id: &str) -> Result<Option<ConnectionSecrets>, SecretsError> {
-        let _guard = self.lock.lock().await;
-        self.read()?
+        self.cached()?
             .get(id)
             .map(|s| ConnectionSecrets::from_json(s).map_err(|_| SecretsError::Corrupt))
             .transpose()
