@@ -68,6 +68,16 @@ impl<'a> Engine<'a> {
         event: &StoredEvent,
         body: &Value,
     ) -> Result<Vec<Workflow>, StoreError> {
+        Ok(self
+            .subscribed(event)
+            .await?
+            .into_iter()
+            .filter(|w| filter::matches(&w.filter, body))
+            .collect())
+    }
+
+    /// The enabled workflows on the event's trigger, before their filters.
+    async fn subscribed(&self, event: &StoredEvent) -> Result<Vec<Workflow>, StoreError> {
         let all = self
             .app
             .workflows
@@ -75,11 +85,7 @@ impl<'a> Engine<'a> {
             .await?;
         Ok(all
             .into_iter()
-            .filter(|w| {
-                w.enabled
-                    && (w.trigger == "*" || w.trigger == event.event_type)
-                    && filter::matches(&w.filter, body)
-            })
+            .filter(|w| w.enabled && (w.trigger == "*" || w.trigger == event.event_type))
             .collect())
     }
 
@@ -89,6 +95,11 @@ impl<'a> Engine<'a> {
         &self,
         event: &StoredEvent,
     ) -> Result<Vec<(String, Outcome)>, EngineError> {
+        // An event no workflow subscribes to is neither parsed nor fetched.
+        let subscribed = self.subscribed(event).await?;
+        if subscribed.is_empty() {
+            return Ok(Vec::new());
+        }
         let body = self.event_body(event).await;
         let body = match body {
             Ok(b) => b,
@@ -101,7 +112,10 @@ impl<'a> Engine<'a> {
         let mut outcomes = Vec::new();
         // Read once for all of the event's new runs.
         let mut connection: Option<(Connection, ConnectionSecrets)> = None;
-        for workflow in self.matching(event, &body).await? {
+        let matching = subscribed
+            .into_iter()
+            .filter(|w| filter::matches(&w.filter, &body));
+        for workflow in matching {
             let run = Run::new(&event.connection_id, &event.event_id, &workflow.id, now);
             let id = workflow.id.clone();
             let outcome = if self.app.runs.create_run(&run).await? {
