@@ -83,17 +83,28 @@ impl App {
     /// DynamoDB and Secrets Manager, as deployed. AWS settings come from the
     /// standard SDK environment (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials).
     pub async fn aws(config: Config) -> Result<Self, ConfigError> {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::aws_clients(
+            config,
+            aws_sdk_dynamodb::Client::new(&sdk),
+            aws_sdk_secretsmanager::Client::new(&sdk),
+        )
+    }
+
+    /// The deployed app over SDK clients made elsewhere (with interceptors,
+    /// say, as the least-privilege test records each call).
+    pub fn aws_clients(
+        config: Config,
+        dynamo: aws_sdk_dynamodb::Client,
+        secrets: aws_sdk_secretsmanager::Client,
+    ) -> Result<Self, ConfigError> {
         let table = config.table_name.clone().ok_or(ConfigError {
             name: "TABLE_NAME",
             reason: "required".into(),
         })?;
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
+        let store = Arc::new(DynamoStore::new(dynamo, table));
         let secrets = CachedSecrets::new(
-            SecretsManagerStore::new(
-                aws_sdk_secretsmanager::Client::new(&sdk),
-                config.secret_prefix.clone(),
-            ),
+            SecretsManagerStore::new(secrets, config.secret_prefix.clone()),
             SECRETS_CACHE_TTL,
         );
         Ok(Self::new(
