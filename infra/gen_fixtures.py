@@ -2,10 +2,12 @@
 handler tests and by `cargo lambda invoke --data-file`. Signatures are made
 at a fixed time with the fixture connection's secret, so the files are
 reproducible:  python3 infra/gen_fixtures.py"""
+import base64
 import hashlib
 import hmac
 import json
 import os
+import zlib
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "events")
 CONN = "conn_fixture000000000000000001"
@@ -149,11 +151,16 @@ event_image = {k: ddb(v) for k, v in {
     "event_id": "evt_1PfixtureInvoiceCreated", "event_type": "invoice.created", "created": T - 5, "livemode": False,
     "api_version": "2023-08-16", "body": body, "body_omitted": False, "received_at": T, "expires_at": T + 30 * 86400,
 }.items()}
+# As webhook-ingest writes it now: the body deflated into a binary attribute.
+deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+compressed_image = {k: v for k, v in event_image.items() if k != "body"}
+compressed_image["body_z"] = {"B": base64.b64encode(deflate.compress(body.encode()) + deflate.flush()).decode()}
 run_image = {k: ddb(v) for k, v in {
     "pk": f"CONN#{CONN}", "sk": "RUN#evt_1PfixtureInvoiceCreated#wf_fixture", "kind": "run", "version": 1, "record": "{}",
 }.items()}
 batches = {
-    "stream_new_event.json": [stream_record(100, "INSERT", event_image)],
+    "stream_new_event.json": [stream_record(100, "INSERT", compressed_image)],
+    # Items stored before bodies were compressed (`body` as text) still fan out.
     "stream_mixed_batch.json": [stream_record(101, "INSERT", run_image), stream_record(102, "MODIFY", event_image),
                                 stream_record(103, "INSERT", event_image)],
 }

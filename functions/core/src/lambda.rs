@@ -9,11 +9,11 @@ use lambda_http::{Body, service_fn};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::LambdaEvent;
 
+use crate::adapters::dynamo::DynamoStore;
 use crate::api::{self, Routes};
 use crate::app::App;
 use crate::config::Config;
 use crate::http::{Request, Response};
-use crate::model::StoredEvent;
 use crate::workflow::engine::Engine;
 
 /// Logs as JSON lines (CloudWatch), level from `RUST_LOG` (default info).
@@ -85,7 +85,7 @@ pub async fn process_stream(
         if !is_event {
             continue;
         }
-        let event: StoredEvent = match serde_dynamo::from_item(item) {
+        let event = match DynamoStore::event_from_image(item) {
             Ok(e) => e,
             Err(e) => {
                 // Retrying cannot mend an unreadable item; it is logged and passed.

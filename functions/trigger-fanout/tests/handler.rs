@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::Event;
+use connector_core::adapters::dynamo::DynamoStore;
 use connector_core::adapters::memory::{FixedClock, MemorySecrets, MemoryStore};
 use connector_core::app::App;
 use connector_core::config::Config;
@@ -105,20 +106,16 @@ async fn store_event_of(store: &MemoryStore, batch: &Value) -> StoredEvent {
         .iter()
         .find(|r| r["eventName"] == "INSERT" && r["dynamodb"]["NewImage"]["kind"]["S"] == "event")
         .unwrap();
-    let img = &image["dynamodb"]["NewImage"];
-    let event = StoredEvent {
-        connection_id: img["connection_id"]["S"].as_str().unwrap().into(),
-        event_id: img["event_id"]["S"].as_str().unwrap().into(),
-        event_type: img["event_type"]["S"].as_str().unwrap().into(),
-        created: img["created"]["N"].as_str().unwrap().parse().unwrap(),
-        livemode: false,
-        api_version: Some("2023-08-16".into()),
-        account: None,
-        body: img["body"]["S"].as_str().map(str::to_string),
-        body_omitted: img["body_omitted"]["BOOL"].as_bool().unwrap(),
-        received_at: T,
-        expires_at: T + 1,
-    };
+    let image: serde_dynamo::Item =
+        serde_json::from_value(image["dynamodb"]["NewImage"].clone()).unwrap();
+    let event = DynamoStore::event_from_image(image).unwrap();
+    assert!(
+        event
+            .body
+            .as_deref()
+            .unwrap()
+            .contains("in_1PfixtureInvoice")
+    );
     store.insert_event(&event).await.unwrap();
     event
 }
