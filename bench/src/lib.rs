@@ -1,0 +1,72 @@
+//! Shared pieces of the harnesses: finding the release binaries, reading a
+//! process's peak RSS, and summarising latencies.
+
+pub mod recorder;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A release binary built beside this one (`target/release/<name>`), or
+/// from the directory in `CONNECTOR_BIN_DIR` (e.g. `target/profiling`).
+pub fn sibling_binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("CONNECTOR_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    let me = std::env::current_exe().expect("own path");
+    let path = me.parent().expect("target dir").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build --release -p {name})",
+        path.display()
+    );
+    path
+}
+
+/// Peak resident set size of a live process, in KiB (`VmHWM`).
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The q-quantile (0..=1) of sorted samples, nearest rank.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_use_nearest_rank() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(quantile(&v, 0.5), Duration::from_millis(50));
+        assert_eq!(quantile(&v, 0.99), Duration::from_millis(99));
+        assert_eq!(quantile(&v, 1.0), Duration::from_millis(100));
+        assert_eq!(quantile(&v[..1], 0.99), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn reads_own_peak_rss() {
+        let kib = peak_rss_kib(std::process::id()).expect("VmHWM on Linux");
+        assert!(kib > 100);
+    }
+}

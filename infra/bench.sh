@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The benchmarks whose results are in docs/benchmarks.md.
+#   infra/bench.sh ingest     ingest throughput of the dev server (no services needed)
+#   infra/bench.sh coldstart  cold start and peak RSS of every Lambda (starts moto)
+#   infra/bench.sh verify     webhook signature verification (criterion)
+# Extra arguments go to the harness, e.g. `infra/bench.sh ingest --requests 20000`.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+what=${1:-}
+shift || true
+case "$what" in
+  ingest)
+    cargo build --release -p dev-server -p connector-bench
+    exec target/release/ingest-load "$@"
+    ;;
+  coldstart)
+    cargo build --release --workspace --bins
+    source infra/lib.sh
+    ensure_venv
+    start_moto
+    target/release/coldstart "$@"
+    ;;
+  verify)
+    exec cargo bench -p connector-core --bench webhook_verify "$@"
+    ;;
+  *)
+    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac
