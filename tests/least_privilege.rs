@@ -1,0 +1,588 @@
+//! Least privilege, checked against template.yaml:
+//! - every route but the Stripe webhook needs IAM auth;
+//! - every policy names the connector's own table, index, secrets or queue,
+//!   never `*`, and only connections-api may write secrets;
+//! - each function is granted exactly the AWS calls its code makes: its
+//!   handler runs its scenarios against moto through SDK clients that record
+//!   every call, and the recorded (action, resource) pairs must equal the
+//!   pairs its policy grants.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use connector_bench::recorder::Recorder;
+use connector_core::adapters::dynamo::{DynamoStore, create_table};
+use connector_core::adapters::memory::FixedClock;
+use connector_core::api::{self, Routes};
+use connector_core::app::App;
+use connector_core::config::Config;
+use connector_core::lambda::{process_stream, scheduler_tick};
+use connector_core::model::StoredEvent;
+use connector_core::webhook::sign_header;
+use serde_json::{Value, json};
+use serde_yaml_ng::Value as Yaml;
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const PREFIX: &str = "lp-test/";
+const KEY: &str = "sk_test_51LeastPrivilegeKey";
+const HOST: &str = "abc123defg.execute-api.us-east-1.amazonaws.com";
+
+fn template() -> Yaml {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml"))
+        .expect("template.yaml");
+    serde_yaml_ng::from_str(&text).expect("template.yaml is YAML")
+}
+
+fn functions(t: &Yaml) -> BTreeMap<String, Yaml> {
+    t["Resources"]
+        .as_mapping()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(k, r)| (k.as_str().expect("logical id").to_string(), r.clone()))
+        .collect()
+}
+
+/// The resources a policy statement names, in the test's vocabulary.
+fn resource_names(r: &Yaml) -> Vec<String> {
+    match r {
+        Yaml::Sequence(items) => items.iter().flat_map(resource_names).collect(),
+        Yaml::Tagged(tagged) => {
+            let value = tagged.value.as_str().unwrap_or_default();
+            match (tagged.tag.to_string().as_str(), value) {
+                ("!GetAtt", "Table.Arn") => vec!["table".into()],
+                ("!Sub", "${Table.Arn}/index/gsi1") => vec!["table/index/gsi1".into()],
+                ("!Sub", v) if v.ends_with(":secret:${SecretPrefix}*") => {
+                    vec!["secret-prefix".into()]
+                }
+                ("!GetAtt", "FanoutFailures.Arn") => vec!["fanout-failures-queue".into()],
+                (tag, v) => vec![format!("unexpected {tag} {v}")],
+            }
+        }
+        other => vec![format!("unexpected {other:?}")],
+    }
+}
+
+/// (action, resource) pairs a function's policies grant.
+fn granted(f: &Yaml) -> BTreeSet<(String, String)> {
+    let mut pairs = BTreeSet::new();
+    for policy in f["Properties"]["Policies"].as_sequence().expect("Policies") {
+        let statements = policy["Statement"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("only inline statements, not {policy:?}"));
+        for s in statements {
+            assert_eq!(s["Effect"].as_str(), Some("Allow"));
+            let actions: Vec<&str> = match &s["Action"] {
+                Yaml::Sequence(a) => a.iter().map(|a| a.as_str().expect("action")).collect(),
+                Yaml::String(a) => vec![a.as_str()],
+                other => panic!("Action {other:?}"),
+            };
+            for resource in resource_names(&s["Resource"]) {
+                for action in &actions {
+                    pairs.insert((action.to_string(), resource.clone()));
+                }
+            }
+        }
+    }
+    pairs
+}
+
+fn binary(f: &Yaml) -> String {
+    f["Metadata"]["BuildProperties"]["Binary"]
+        .as_str()
+        .expect("Binary")
+        .to_string()
+}
+
+#[test]
+fn every_route_but_the_webhook_needs_iam_auth() {
+    let t = template();
+    let api = &t["Resources"]["HttpApi"]["Properties"]["Auth"];
+    assert_eq!(api["DefaultAuthorizer"].as_str(), Some("AWS_IAM"));
+    assert_eq!(api["EnableIamAuthorizer"].as_bool(), Some(true));
+    let mut routes = 0;
+    let mut public = Vec::new();
+    for (name, f) in functions(&t) {
+        let Some(events) = f["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for (_, e) in events {
+            if e["Type"].as_str() != Some("HttpApi") {
+                continue;
+            }
+            routes += 1;
+            let p = &e["Properties"];
+            match &p["ApiId"] {
+                Yaml::Tagged(t) => assert_eq!(
+                    (t.tag.to_string().as_str(), t.value.as_str()),
+                    ("!Ref", Some("HttpApi")),
+                    "{name}: every route is on the one HttpApi"
+                ),
+                other => panic!("{name}: ApiId {other:?}"),
+            }
+            let authorizer = p["Auth"]["Authorizer"].as_str();
+            assert!(
+                authorizer.is_none() || authorizer == Some("NONE") || authorizer == Some("AWS_IAM"),
+                "{name}: {authorizer:?}"
+            );
+            if authorizer == Some("NONE") {
+                public.push(format!(
+                    "{} {}",
+                    p["Method"].as_str().unwrap_or_default(),
+                    p["Path"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    assert!(routes > 20, "{routes} routes");
+    assert_eq!(public, vec!["POST /webhooks/{connection_id}"]);
+}
+
+#[test]
+fn policies_name_only_the_connectors_own_resources() {
+    let t = template();
+    for (name, f) in functions(&t) {
+        for (action, resource) in granted(&f) {
+            let fits = match action.split_once(':').map(|(service, _)| service) {
+                Some("dynamodb") => resource == "table" || resource == "table/index/gsi1",
+                Some("secretsmanager") => resource == "secret-prefix",
+                Some("sqs") => resource == "fanout-failures-queue",
+                _ => false,
+            };
+            assert!(fits, "{name}: {action} on {resource}");
+        }
+        let writes_secrets = granted(&f)
+            .iter()
+            .any(|(a, _)| a.starts_with("secretsmanager:") && a != "secretsmanager:GetSecretValue");
+        assert_eq!(
+            writes_secrets,
+            name == "ConnectionsApiFunction",
+            "{name}: only connections-api creates, updates or deletes secrets"
+        );
+    }
+}
+
+// ---- what each function's code calls, recorded against moto ----
+
+struct Env {
+    app: App,
+    /// What a fresh process of any function starts from.
+    parts: (
+        Config,
+        aws_sdk_dynamodb::Client,
+        aws_sdk_secretsmanager::Client,
+    ),
+    recorder: Recorder,
+    table: String,
+    _stripe: MockServer,
+    target: MockServer,
+}
+
+async fn env() -> Env {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL is set by infra/test.sh (moto server): run the tests with it");
+    assert!(endpoint.starts_with("http://127.0.0.1:"));
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let table = format!("lp-{}", uuid::Uuid::new_v4().simple());
+    create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
+        .await
+        .expect("table on moto");
+    let stripe = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/account"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": "acct_lp", "object": "account"})),
+        )
+        .mount(&stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/webhook_endpoints"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"id": "we_lp", "object": "webhook_endpoint", "secret": "whsec_fromstripelp"}),
+        ))
+        .mount(&stripe)
+        .await;
+    Mock::given(path_regex("^/v1/webhook_endpoints/we_lp$"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": "we_lp", "deleted": true})),
+        )
+        .mount(&stripe)
+        .await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"id": "obj_lp", "object": "customer", "status": "open", "data": [], "has_more": false}),
+        ))
+        .mount(&stripe)
+        .await;
+    let target = MockServer::start().await;
+    let (base, table_name) = (stripe.uri(), table.clone());
+    let config = Config::from_lookup(|k| match k {
+        "STRIPE_API_BASE" => Some(base.clone()),
+        "TABLE_NAME" => Some(table_name.clone()),
+        "SECRET_PREFIX" => Some(PREFIX.to_string()),
+        _ => None,
+    })
+    .unwrap();
+    let recorder = Recorder::default();
+    let (dynamo, secrets) = recorder.clients(&sdk);
+    let app = App::aws_clients(config.clone(), dynamo.clone(), secrets.clone()).unwrap();
+    Env {
+        app,
+        parts: (config, dynamo, secrets),
+        recorder,
+        table,
+        _stripe: stripe,
+        target,
+    }
+}
+
+impl Env {
+    /// A cold start: a new process of the next function, with empty caches.
+    fn cold_start(&mut self) {
+        let (config, dynamo, secrets) = self.parts.clone();
+        let clock = self.app.clock.clone();
+        self.app = App::aws_clients(config, dynamo, secrets).unwrap();
+        self.app.clock = clock;
+    }
+
+    async fn call(
+        &self,
+        routes: Routes,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", HOST)
+            .body(body.map(|b| Bytes::from(b.to_string())).unwrap_or_default())
+            .unwrap();
+        let resp = api::handle(&self.app, req, routes).await;
+        let status = resp.status().as_u16();
+        (
+            status,
+            serde_json::from_slice(resp.body()).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn webhook(&self, conn: &str, body: &str, secret: &str) -> (u16, Value) {
+        let req = http::Request::post(format!("/webhooks/{conn}"))
+            .header("host", HOST)
+            .header(
+                "stripe-signature",
+                sign_header(body.as_bytes(), secret, self.app.clock.now()),
+            )
+            .body(Bytes::from(body.to_string()))
+            .unwrap();
+        let resp = api::handle(&self.app, req, Routes::Ingest).await;
+        (
+            resp.status().as_u16(),
+            serde_json::from_slice(resp.body()).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The (action, resource) pairs recorded since the last call.
+    fn calls(&self) -> BTreeSet<(String, String)> {
+        self.recorder
+            .take()
+            .into_iter()
+            .map(|c| {
+                let resource = if c.action.starts_with("secretsmanager:") {
+                    assert!(c.resource.starts_with(PREFIX), "{c:?}");
+                    "secret-prefix".to_string()
+                } else {
+                    c.resource.replacen(&self.table, "table", 1)
+                };
+                (c.action, resource)
+            })
+            .collect()
+    }
+}
+
+fn event_body(id: &str, object: Value) -> String {
+    json!({"id": id, "object": "event", "api_version": "2023-08-16", "type": "invoice.created",
+           "created": 1_800_000_000, "livemode": false, "data": {"object": object}})
+    .to_string()
+}
+
+fn stream_batch(event: &StoredEvent) -> aws_lambda_events::event::dynamodb::Event {
+    let image: serde_dynamo::Item = DynamoStore::event_item(event).into();
+    serde_json::from_value(json!({"Records": [{
+        "eventID": "1", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {"NewImage": image, "SequenceNumber": "1", "SizeBytes": 1, "StreamViewType": "NEW_IMAGE"},
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x"
+    }]}))
+    .unwrap()
+}
+
+/// Runs every function's scenarios in turn; answers what each called.
+async fn recorded() -> (BTreeMap<&'static str, BTreeSet<(String, String)>>, Env) {
+    let mut env = env().await;
+    let mut seen = BTreeMap::new();
+    const SECRET: &str = "whsec_leastprivilege0000000000";
+
+    // connections-api: the whole lifecycle of connections and workflows.
+    let c = Routes::Connections;
+    let (s, conn) = env
+        .call(
+            c,
+            "POST",
+            "/connections",
+            Some(json!({"name": "LP", "api_key": KEY})),
+        )
+        .await;
+    assert_eq!(s, 201, "{conn}");
+    let id = conn["id"].as_str().unwrap().to_string();
+    let (s, manual) = env
+        .call(c, "POST", "/connections", Some(json!({"name": "LP manual", "api_key": KEY, "webhook": {"mode": "manual", "secret": SECRET}})))
+        .await;
+    assert_eq!(s, 201, "{manual}");
+    let manual = manual["id"].as_str().unwrap().to_string();
+    for (m, uri, body) in [
+        ("GET", "/catalog".to_string(), None),
+        ("GET", "/connections".into(), None),
+        ("GET", format!("/connections/{id}"), None),
+        (
+            "PUT",
+            format!("/connections/{id}/api-key"),
+            Some(json!({"api_key": KEY})),
+        ),
+        (
+            "PUT",
+            format!("/connections/{manual}/webhook-secret"),
+            Some(json!({"secret": SECRET})),
+        ),
+        (
+            "PUT",
+            format!("/connections/{id}/triggers"),
+            Some(json!({"triggers": ["invoice.created"]})),
+        ),
+        ("GET", format!("/connections/{id}/events"), None),
+        ("GET", format!("/connections/{id}/runs"), None),
+    ] {
+        let (s, out) = env.call(c, m, &uri, body).await;
+        assert!(s < 300, "{m} {uri}: {s} {out}");
+    }
+    let (s, wf) = env
+        .call(c, "POST", &format!("/connections/{manual}/workflows"),
+              Some(json!({"trigger": "invoice.created", "target": {"url": format!("{}/hook", env.target.uri())},
+                          "steps": [{"action": "invoices.finalize", "input": {"id": "{{event.data.object.id}}"}}]})))
+        .await;
+    assert_eq!(s, 201, "{wf}");
+    let wf = wf["id"].as_str().unwrap().to_string();
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&env.target)
+        .await;
+    for (m, uri, body) in [
+        ("GET", format!("/connections/{manual}/workflows"), None),
+        ("GET", format!("/connections/{manual}/workflows/{wf}"), None),
+        (
+            "PATCH",
+            format!("/connections/{manual}/workflows/{wf}"),
+            Some(json!({"enabled": false})),
+        ),
+        (
+            "PATCH",
+            format!("/connections/{manual}/workflows/{wf}"),
+            Some(json!({"enabled": true})),
+        ),
+        (
+            "POST",
+            format!("/connections/{manual}/workflows/{wf}/test"),
+            Some(json!({})),
+        ),
+    ] {
+        let (s, out) = env.call(c, m, &uri, body).await;
+        assert!(s < 300, "{m} {uri}: {s} {out}");
+    }
+    let connections_calls = env.calls();
+
+    env.cold_start();
+    // webhook-ingest: a new event, its redelivery, an unknown connection.
+    let body = event_body(
+        "evt_1LeastPrivilege",
+        json!({"id": "in_1LeastPrivilege", "object": "invoice"}),
+    );
+    assert_eq!(
+        env.webhook(&manual, &body, SECRET).await.1["duplicate"],
+        false
+    );
+    assert_eq!(
+        env.webhook(&manual, &body, SECRET).await.1["duplicate"],
+        true
+    );
+    assert_eq!(
+        env.webhook("conn_nobodyhome00000000000000", &body, SECRET)
+            .await
+            .0,
+        404
+    );
+    seen.insert("webhook-ingest", env.calls());
+
+    env.cold_start();
+    // Back in connections-api: the stored event, its replay, then deletions.
+    for (m, uri) in [
+        (
+            "GET",
+            format!("/connections/{manual}/events/evt_1LeastPrivilege"),
+        ),
+        (
+            "POST",
+            format!("/connections/{manual}/events/evt_1LeastPrivilege/replay"),
+        ),
+    ] {
+        let (s, out) = env.call(c, m, &uri, Some(json!({}))).await;
+        assert!(s < 300, "{m} {uri}: {s} {out}");
+    }
+    let mut connections_calls2 = env.calls();
+    // The test's own reads are not any function's.
+    let stored = env
+        .app
+        .events
+        .get_event(&manual, "evt_1LeastPrivilege")
+        .await
+        .unwrap()
+        .unwrap();
+    let body2 = event_body(
+        "evt_1LeastPrivilegeRetry",
+        json!({"id": "in_1LeastPrivilege2", "object": "invoice"}),
+    );
+    assert_eq!(env.webhook(&manual, &body2, SECRET).await.0, 200);
+    let failing = env
+        .app
+        .events
+        .get_event(&manual, "evt_1LeastPrivilegeRetry")
+        .await
+        .unwrap()
+        .unwrap();
+    env.calls();
+
+    env.cold_start();
+    // trigger-fanout: the stream record of the new event, twice (a redelivered batch).
+    for _ in 0..2 {
+        let out = process_stream(&env.app, stream_batch(&stored)).await;
+        assert!(out.batch_item_failures.is_empty());
+    }
+    // And one whose target fails, so its run waits for a retry.
+    env.target.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&env.target)
+        .await;
+    let out = process_stream(&env.app, stream_batch(&failing)).await;
+    assert!(out.batch_item_failures.is_empty());
+    seen.insert("trigger-fanout", env.calls());
+
+    env.cold_start();
+    // retry-scheduler: an hour on, the run is due; the target answers now.
+    env.target.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&env.target)
+        .await;
+    let later = env.app.clock.now() + 3600;
+    env.app.clock = Arc::new(FixedClock::at(later));
+    let ticked = scheduler_tick(&env.app).await.unwrap();
+    assert!(ticked["due_runs"].as_u64().unwrap() >= 1, "{ticked}");
+    seen.insert("retry-scheduler", env.calls());
+
+    // Every action group: one action on the connection's key.
+    for group in connector_core::catalog::GROUPS {
+        env.cold_start();
+        let (name, text) = action_fixture(group);
+        let text = text.replace("conn_fixture000000000000000001", &manual);
+        let req = lambda_http::request::from_str(&text).unwrap();
+        let resp = api::handle(
+            &env.app,
+            connector_core::lambda::from_lambda(req),
+            Routes::Actions(group),
+        )
+        .await;
+        assert_eq!(resp.status().as_u16(), 200, "{name}: {:?}", resp.body());
+        seen.insert(group_binary(group), env.calls());
+    }
+
+    env.cold_start();
+    for (m, uri) in [
+        ("DELETE", format!("/connections/{manual}/workflows/{wf}")),
+        ("DELETE", format!("/connections/{manual}")),
+        ("DELETE", format!("/connections/{id}")),
+    ] {
+        let (s, out) = env.call(c, m, &uri, None).await;
+        assert!(s < 300, "{m} {uri}: {s} {out}");
+    }
+    connections_calls2.extend(env.calls());
+    connections_calls2.extend(connections_calls);
+    seen.insert("connections-api", connections_calls2);
+    (seen, env)
+}
+
+fn group_binary(group: &str) -> &'static str {
+    match group {
+        "customers" => "actions-customers",
+        "products" => "actions-products",
+        "prices" => "actions-prices",
+        "subscriptions" => "actions-subscriptions",
+        "invoices" => "actions-invoices",
+        "coupons" => "actions-coupons",
+        "payments" => "actions-payments",
+        "events" => "actions-events",
+        other => panic!("unknown group {other}"),
+    }
+}
+
+fn action_fixture(group: &str) -> (String, String) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
+    let name = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.starts_with(&format!("action_{group}_")))
+        .unwrap_or_else(|| panic!("no events/action_{group}_*.json"));
+    let text = std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+    (name, text)
+}
+
+/// What the Lambda service itself does with a function's role, not its code.
+fn service_needs(binary: &str) -> BTreeSet<(String, String)> {
+    match binary {
+        // The stream event source's on-failure destination.
+        "trigger-fanout" => {
+            BTreeSet::from([("sqs:SendMessage".into(), "fanout-failures-queue".into())])
+        }
+        _ => BTreeSet::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_function_is_granted_exactly_the_aws_calls_its_code_makes() {
+    let (seen, _env) = recorded().await;
+    let t = template();
+    let mut checked = 0;
+    for (name, f) in functions(&t) {
+        let bin = binary(&f);
+        let calls = seen
+            .get(bin.as_str())
+            .unwrap_or_else(|| panic!("no scenario exercised {bin}"));
+        let mut needed = calls.clone();
+        needed.extend(service_needs(&bin));
+        let granted = granted(&f);
+        let missing: Vec<_> = needed.difference(&granted).collect();
+        let unused: Vec<_> = granted.difference(&needed).collect();
+        assert!(
+            missing.is_empty() && unused.is_empty(),
+            "{name} ({bin}): called but not granted {missing:?}; granted but never called {unused:?}"
+        );
+        checked += 1;
+    }
+    assert_eq!(
+        checked,
+        seen.len(),
+        "every exercised function is in the template"
+    );
+    assert_eq!(checked, 12);
+}
