@@ -116,7 +116,13 @@ impl<'a> Engine<'a> {
             .into_iter()
             .filter(|w| filter::matches(&w.filter, &body));
         for workflow in matching {
-            let run = Run::new(&event.connection_id, &event.event_id, &workflow.id, now);
+            // Created already claimed by this worker: the conditional create
+            // is the claim, one write instead of two. Should this worker stop,
+            // the run falls due when its lease ends and the scheduler takes it.
+            let mut run = Run::new(&event.connection_id, &event.event_id, &workflow.id, now);
+            if run.claim(&self.worker, now, LEASE_SECS).is_err() {
+                continue;
+            }
             let id = workflow.id.clone();
             let outcome = if self.app.runs.create_run(&run).await? {
                 tracing::info!(connection = %event.connection_id, event_id = %event.event_id, workflow = %id, "run created");
@@ -132,7 +138,7 @@ impl<'a> Engine<'a> {
                     connection,
                     secrets,
                 });
-                self.execute_run(run, loaded).await?
+                self.execute_run(run, loaded, true).await?
             } else {
                 // Made by an earlier delivery of this batch: it may still be pending.
                 self.execute(&event.connection_id, &event.event_id, &id)
@@ -169,7 +175,7 @@ impl<'a> Engine<'a> {
             .get_run(connection_id, event_id, workflow_id)
             .await?
         {
-            Some(run) => self.execute_run(run, None).await,
+            Some(run) => self.execute_run(run, None, false).await,
             None => Ok(Outcome::Skipped),
         }
     }
@@ -178,23 +184,26 @@ impl<'a> Engine<'a> {
         &self,
         mut run: Run,
         loaded: Option<Loaded>,
+        claimed: bool,
     ) -> Result<Outcome, EngineError> {
         let (connection_id, event_id, workflow_id) = (
             run.connection_id.clone(),
             run.event_id.clone(),
             run.workflow_id.clone(),
         );
-        let read = run.version;
-        if run
-            .claim(&self.worker, self.app.clock.now(), LEASE_SECS)
-            .is_err()
-        {
-            return Ok(Outcome::Skipped);
-        }
-        match self.app.runs.save_run(&run, read).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict) => return Ok(Outcome::Skipped),
-            Err(e) => return Err(e.into()),
+        if !claimed {
+            let read = run.version;
+            if run
+                .claim(&self.worker, self.app.clock.now(), LEASE_SECS)
+                .is_err()
+            {
+                return Ok(Outcome::Skipped);
+            }
+            match self.app.runs.save_run(&run, read).await {
+                Ok(()) => {}
+                Err(StoreError::Conflict) => return Ok(Outcome::Skipped),
+                Err(e) => return Err(e.into()),
+            }
         }
         let result = self.attempt(&mut run, loaded).await;
         let now = self.app.clock.now();
