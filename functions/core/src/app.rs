@@ -30,7 +30,9 @@ pub struct App {
     pub runs: Arc<dyn RunStore>,
     pub secrets: Arc<dyn SecretStore>,
     pub clock: Arc<dyn Clock>,
-    http: reqwest::Client,
+    /// Made on first use: building it loads the system's trust store
+    /// (~5 ms), which functions that never call out (webhook-ingest) skip.
+    http: Arc<std::sync::OnceLock<reqwest::Client>>,
     stripe_settings: Arc<StripeSettings>,
     /// Fan out right after ingest (the dev server); in AWS the table's
     /// stream starts the fan-out function instead.
@@ -57,7 +59,7 @@ impl App {
             runs: store,
             secrets,
             clock,
-            http: http_client(),
+            http: Arc::default(),
             stripe_settings,
             inline_fanout: false,
         }
@@ -71,7 +73,7 @@ impl App {
 
     /// The shared HTTP client (rustls), for target deliveries.
     pub fn http(&self) -> &reqwest::Client {
-        &self.http
+        self.http.get_or_init(http_client)
     }
 
     /// Overrides how the app talks to Stripe (tests shorten the backoff).
@@ -127,7 +129,7 @@ impl App {
 
     /// A Stripe client for one key, pinned to a version.
     pub fn stripe(&self, key: &SecretString, api_version: &str) -> StripeClient {
-        StripeClient::new(self.http.clone(), self.stripe_settings.clone(), key.clone())
+        StripeClient::new(self.http().clone(), self.stripe_settings.clone(), key.clone())
             .with_api_version(api_version)
     }
 }
