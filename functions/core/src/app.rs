@@ -129,7 +129,11 @@ impl App {
 
     /// A Stripe client for one key, pinned to a version.
     pub fn stripe(&self, key: &SecretString, api_version: &str) -> StripeClient {
-        StripeClient::new(self.http().clone(), self.stripe_settings.clone(), key.clone())
-            .with_api_version(api_version)
+        StripeClient::new(
+            self.http().clone(),
+            self.stripe_settings.clone(),
+            key.clone(),
+        )
+        .with_api_version(api_version)
     }
 }

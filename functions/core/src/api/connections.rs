@@ -187,17 +187,17 @@ fn view(c: &Connection, secrets: Option<&ConnectionSecrets>, base_url: &str) -> 
     })
 }
 
+/// A connection and its secrets, read together (one round trip, not two;
+/// the routes that load both are IAM-authenticated).
 pub(super) async fn load(app: &App, id: &str) -> Result<(Connection, ConnectionSecrets), ApiError> {
-    let connection = app
-        .connections
-        .get_connection(id)
-        .await
+    let (connection, secrets) = tokio::join!(
+        app.connections.get_connection(id),
+        app.secrets.get_secrets(id)
+    );
+    let connection = connection
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found("unknown connection"))?;
-    let secrets = app
-        .secrets
-        .get_secrets(id)
-        .await
+    let secrets = secrets
         .map_err(secrets_error)?
         .ok_or_else(|| ApiError::internal("the connection has no secrets", &id))?;
     Ok((connection, secrets))

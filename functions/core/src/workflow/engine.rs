@@ -437,9 +437,10 @@ impl<'a> Engine<'a> {
         &self,
         id: &str,
     ) -> Result<(Connection, ConnectionSecrets), Option<Failure>> {
-        match (
-            self.app.connections.get_connection(id).await,
-            self.app.secrets.get_secrets(id).await,
+        // Both at once: one round trip instead of two.
+        match tokio::join!(
+            self.app.connections.get_connection(id),
+            self.app.secrets.get_secrets(id),
         ) {
             (Ok(Some(c)), Ok(Some(s))) => Ok((c, s)),
             (Ok(None), _) | (_, Ok(None)) => Err(Some(Failure::Permanent(
