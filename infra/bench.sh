@@ -2,6 +2,7 @@
 # The benchmarks whose results are in docs/benchmarks.md.
 #   infra/bench.sh ingest     ingest throughput of the dev server (no services needed)
 #   infra/bench.sh coldstart  cold start and peak RSS of every Lambda (starts moto)
+#   infra/bench.sh cost       AWS calls, write units and cost per million events (starts moto)
 #   infra/bench.sh verify     webhook signature verification (criterion)
 # Extra arguments go to the harness, e.g. `infra/bench.sh ingest --requests 20000`.
 set -euo pipefail
@@ -21,11 +22,18 @@ case "$what" in
     start_moto
     target/release/coldstart "$@"
     ;;
+  cost)
+    cargo build --release -p connector-bench
+    source infra/lib.sh
+    ensure_venv
+    start_moto
+    target/release/cost-model "$@"
+    ;;
   verify)
     exec cargo bench -p connector-core --bench webhook_verify "$@"
     ;;
   *)
-    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -40,6 +40,28 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
     sorted[rank - 1]
 }
 
+/// Stripe's sample `invoice.created` event with this id, compact, trimmed or
+/// padded (a `description`) to `len` bytes: the benchmarks' typical event.
+pub fn invoice_event(id: &str, created: i64, len: usize) -> String {
+    use serde_json::Value;
+    let mut event = connector_core::catalog::sample_event("invoice.created");
+    event["id"] = Value::from(id);
+    event["created"] = Value::from(created);
+    let size = |e: &Value| serde_json::to_vec(e).map(|v| v.len()).unwrap_or(0);
+    while size(&event) > len {
+        let Some(object) = event["data"]["object"].as_object_mut() else {
+            break;
+        };
+        let Some(last) = object.keys().last().cloned() else {
+            break;
+        };
+        object.shift_remove(&last);
+    }
+    let short = len.saturating_sub(size(&event));
+    event["data"]["object"]["description"] = Value::from("x".repeat(short.saturating_sub(20)));
+    event.to_string()
+}
+
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -49,6 +71,52 @@ pub fn now_secs() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs() as i64
+}
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+
+pub type Resp = http::Response<Full<Bytes>>;
+
+pub fn reply(status: u16, body: impl Into<Bytes>) -> Resp {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(body.into()))
+        .expect("response")
+}
+
+/// Serves `handle` on a fresh 127.0.0.1 port.
+pub async fn serve<F, Fut>(handle: F) -> SocketAddr
+where
+    F: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Resp> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let handle = handle.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
 }
 
 #[cfg(test)]

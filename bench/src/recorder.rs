@@ -27,6 +27,10 @@ pub struct Call {
     pub resource: String,
     /// For `PutItem`: the item's billed size in bytes.
     pub item_bytes: Option<usize>,
+    /// For `PutItem`: the item's key (`pk`/`sk`) and whether the item is in
+    /// the `gsi1` index (a write to the index costs its own write units).
+    pub item_key: Option<String>,
+    pub indexed: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -95,11 +99,20 @@ impl Intercept for Recorder {
             .unwrap_or("UnknownInput")
             .trim_end_matches("Input")
             .to_string();
-        let mut item_bytes = None;
+        let (mut item_bytes, mut item_key, mut indexed) = (None, None, false);
         let resource = if let Some(i) = input.downcast_ref::<GetItemInput>() {
             table_of(i.table_name(), None)
         } else if let Some(i) = input.downcast_ref::<PutItemInput>() {
             item_bytes = i.item().map(connector_core::adapters::dynamo::item_size);
+            if let Some(item) = i.item() {
+                let key = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+                item_key = Some(format!(
+                    "{}/{}",
+                    key("pk").unwrap_or_default(),
+                    key("sk").unwrap_or_default()
+                ));
+                indexed = item.contains_key("gsi1pk");
+            }
             table_of(i.table_name(), None)
         } else if let Some(i) = input.downcast_ref::<DeleteItemInput>() {
             table_of(i.table_name(), None)
@@ -122,6 +135,8 @@ impl Intercept for Recorder {
             action: format!("{}:{operation}", self.service),
             resource,
             item_bytes,
+            item_key,
+            indexed,
         });
         Ok(())
     }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use connector_bench::{ms, now_secs, peak_rss_kib, sibling_binary};
+use connector_bench::{ms, now_secs, peak_rss_kib, reply, serve, sibling_binary};
 use connector_core::adapters::dynamo::{DynamoStore, create_table};
 use connector_core::adapters::secrets_manager::SecretsManagerStore;
 use connector_core::model::{Connection, ConnectionSecrets, Target, WebhookMode, Workflow};
@@ -28,10 +28,9 @@ use connector_core::ports::{ConnectionStore, SecretStore, WorkflowStore};
 use connector_core::webhook::sign_header;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use secrecy::SecretString;
 use serde_json::Value;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
 const CONN: &str = "conn_fixture000000000000000001";
 const SECRET: &str = "whsec_fixturesecret0000000000000000";
@@ -54,46 +53,6 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("actions-payments", "action_payments_update.json"),
     ("actions-events", "action_events_account.json"),
 ];
-
-type Resp = http::Response<Full<Bytes>>;
-
-fn reply(status: u16, body: impl Into<Bytes>) -> Resp {
-    http::Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(body.into()))
-        .expect("response")
-}
-
-/// Serves `handle` on a fresh 127.0.0.1 port.
-async fn serve<F, Fut>(handle: F) -> SocketAddr
-where
-    F: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Resp> + Send + 'static,
-{
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let handle = handle.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let handle = handle.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 /// Time spent waiting on one kind of outside service during a run.
 #[derive(Default)]
@@ -192,16 +151,17 @@ async fn stub(wait: Arc<Wait>) -> SocketAddr {
     .await
 }
 
-/// One invocation handed to a starting function and what came back.
-struct Invocation {
-    event: Bytes,
-    given: bool,
-    done: Option<oneshot::Sender<(Instant, bool, Bytes)>>,
+/// The invocations handed to a starting function, and what came back.
+struct Invocations {
+    events: std::collections::VecDeque<Bytes>,
+    /// When each event was handed out.
+    given: Vec<Instant>,
+    done: tokio::sync::mpsc::UnboundedSender<(Instant, bool, Bytes)>,
 }
 
-/// The minimal Lambda Runtime API: `next` gives the pending invocation once
-/// (later calls wait), `response` and `error` report back.
-async fn runtime_api(slot: Arc<Mutex<Option<Invocation>>>) -> SocketAddr {
+/// The minimal Lambda Runtime API: `next` hands out the queued events in
+/// turn (then waits forever), `response` and `error` report back.
+async fn runtime_api(slot: Arc<Mutex<Option<Invocations>>>) -> SocketAddr {
     let never = Arc::new(Notify::new());
     serve(move |req: http::Request<Incoming>| {
         let (slot, never) = (slot.clone(), never.clone());
@@ -210,22 +170,20 @@ async fn runtime_api(slot: Arc<Mutex<Option<Invocation>>>) -> SocketAddr {
             if path.ends_with("/invocation/next") {
                 let event = {
                     let mut slot = slot.lock().expect("slot");
-                    match slot.as_mut() {
-                        Some(inv) if !inv.given => {
-                            inv.given = true;
-                            Some(inv.event.clone())
-                        }
-                        _ => None,
-                    }
+                    slot.as_mut().and_then(|inv| {
+                        let event = inv.events.pop_front()?;
+                        inv.given.push(Instant::now());
+                        Some((event, inv.given.len()))
+                    })
                 };
-                let Some(event) = event else {
+                let Some((event, n)) = event else {
                     never.notified().await;
                     return reply(500, "{}");
                 };
                 let deadline = (now_secs() + 30) * 1000;
                 return http::Response::builder()
                     .status(200)
-                    .header("lambda-runtime-aws-request-id", "coldstart-1")
+                    .header("lambda-runtime-aws-request-id", format!("coldstart-{n}"))
                     .header("lambda-runtime-deadline-ms", deadline.to_string())
                     .header(
                         "lambda-runtime-invoked-function-arn",
@@ -246,13 +204,8 @@ async fn runtime_api(slot: Arc<Mutex<Option<Invocation>>>) -> SocketAddr {
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            if let Some(done) = slot
-                .lock()
-                .expect("slot")
-                .as_mut()
-                .and_then(|i| i.done.take())
-            {
-                let _ = done.send((at, ok, body));
+            if let Some(inv) = slot.lock().expect("slot").as_ref() {
+                let _ = inv.done.send((at, ok, body));
             }
             reply(202, r#"{"status":"OK"}"#)
         }
@@ -340,6 +293,8 @@ fn zipped_size(path: &std::path::Path) -> u64 {
 
 struct Measured {
     total: Duration,
+    /// A second invocation in the same process.
+    warm: Duration,
     aws: (u64, Duration),
     stripe: (u64, Duration),
     rss_kib: u64,
@@ -367,9 +322,9 @@ async fn main() {
     let api = runtime_api(slot.clone()).await;
 
     println!(
-        "| function | init + first response, median (max) of {runs} | AWS calls (moto) | Stripe/target stub | own time, median | peak RSS, max | zipped |"
+        "| function | init + first response, median (max) of {runs} | AWS calls (moto) | Stripe/target stub | own time, median | warm invocation, median | peak RSS, max | zipped |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut failed = false;
     for (name, file) in FUNCTIONS {
         if only.as_deref().is_some_and(|o| o != *name) {
@@ -378,11 +333,12 @@ async fn main() {
         let binary = sibling_binary(name);
         let mut measured = Vec::new();
         for run in 0..runs {
-            let (tx, rx) = oneshot::channel();
-            *slot.lock().expect("slot") = Some(Invocation {
-                event: event_for(file, run),
-                given: false,
-                done: Some(tx),
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            *slot.lock().expect("slot") = Some(Invocations {
+                // A cold invocation, then a warm one on a fresh event.
+                events: [event_for(file, run * 2), event_for(file, run * 2 + 1)].into(),
+                given: Vec::new(),
+                done: tx,
             });
             aws_wait.take();
             stripe_wait.take();
@@ -420,21 +376,29 @@ async fn main() {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("start the function");
-            let answered = tokio::time::timeout(Duration::from_secs(20), rx).await;
+            let cold = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await;
+            let cold_waits = (aws_wait.take(), stripe_wait.take());
+            let warm = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await;
             let rss_kib = peak_rss_kib(child.id()).unwrap_or(0);
             let _ = child.kill();
             let _ = child.wait();
-            let Ok(Ok((at, ok, body))) = answered else {
-                println!("| {name} | no answer within 20 s | | | | | |");
+            let (Ok(Some((at, ok, body))), Ok(Some((warm_at, warm_ok, _)))) = (cold, warm) else {
+                println!("| {name} | no answer within 20 s | | | | | | |");
                 failed = true;
                 break;
             };
+            let warm_given = slot
+                .lock()
+                .expect("slot")
+                .as_ref()
+                .and_then(|i| i.given.get(1).copied());
             measured.push(Measured {
                 total: at - started,
-                aws: aws_wait.take(),
-                stripe: stripe_wait.take(),
+                aws: cold_waits.0,
+                stripe: cold_waits.1,
+                warm: warm_given.map(|g| warm_at - g).unwrap_or_default(),
                 rss_kib,
-                ok,
+                ok: ok && warm_ok,
                 answer: String::from_utf8_lossy(&body).chars().take(300).collect(),
             });
         }
@@ -460,9 +424,11 @@ async fn main() {
             .collect();
         own.sort();
         let median = |v: &[Duration]| v[v.len() / 2];
+        let mut warm: Vec<Duration> = measured.iter().map(|m| m.warm).collect();
+        warm.sort();
         let first = &measured[measured.len() / 2];
         println!(
-            "| {name} | {:.1} ms ({:.1}) | {} in {:.1} ms | {} in {:.1} ms | {:.1} ms | {:.1} MB | {:.2} MB |",
+            "| {name} | {:.1} ms ({:.1}) | {} in {:.1} ms | {} in {:.1} ms | {:.1} ms | {:.1} ms | {:.1} MB | {:.2} MB |",
             ms(median(&totals)),
             ms(*totals.last().expect("runs")),
             first.aws.0,
@@ -470,6 +436,7 @@ async fn main() {
             first.stripe.0,
             ms(first.stripe.1),
             ms(median(&own)),
+            ms(median(&warm)),
             measured.iter().map(|m| m.rss_kib).max().unwrap_or(0) as f64 / 1024.0,
             zipped_size(&binary) as f64 / 1e6,
         );

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use connector_bench::{ms, now_secs, peak_rss_kib, quantile, sibling_binary};
+use connector_bench::{invoice_event, ms, now_secs, peak_rss_kib, quantile, sibling_binary};
 use connector_core::app::App;
 use connector_core::config::Config;
 use connector_core::model::{Connection, ConnectionSecrets, WebhookMode};
@@ -60,28 +60,9 @@ fn args() -> Args {
     a
 }
 
-/// Stripe's sample invoice.created event, trimmed or padded to about 2 KB,
-/// with `EVT_ID` and `IN_ID` to fill in.
-fn event_template(created: i64) -> String {
-    let mut event = connector_core::catalog::sample_event("invoice.created");
-    event["id"] = Value::from("EVT_ID");
-    event["created"] = Value::from(created);
-    let object = event["data"]["object"].as_object_mut().expect("object");
-    object.insert("id".into(), Value::from("IN_ID"));
-    while serde_json::to_vec(&event).expect("json").len() > TARGET_BODY {
-        let object = event["data"]["object"].as_object_mut().expect("object");
-        let last = object.keys().last().cloned().expect("a key to drop");
-        object.shift_remove(&last);
-    }
-    let short = TARGET_BODY - serde_json::to_vec(&event).expect("json").len();
-    event["data"]["object"]["description"] = Value::from("x".repeat(short.saturating_sub(20)));
-    event.to_string()
-}
-
 fn event_body(template: &str, i: usize) -> Vec<u8> {
     template
-        .replacen("EVT_ID", &format!("evt_bench{i:08}"), 1)
-        .replacen("IN_ID", &format!("in_bench{i:08}"), 1)
+        .replacen("evt_benchXXXXXXXX", &format!("evt_bench{i:08}"), 1)
         .into_bytes()
 }
 
@@ -150,7 +131,8 @@ async fn main() {
     std::thread::spawn(move || for _ in lines {});
 
     let unique_n = ((args.requests as f64) * (1.0 - args.duplicate_share)).round() as usize;
-    let template = event_template(now_secs());
+    // One template, ids filled in per event.
+    let template = invoice_event("evt_benchXXXXXXXX", now_secs(), TARGET_BODY);
     let unique: Vec<Arc<Bytes>> = (0..unique_n)
         .map(|i| Arc::new(Bytes::from(event_body(&template, i))))
         .collect();

@@ -1,0 +1,296 @@
+//! AWS cost of one million ingested events with one workflow each.
+//!
+//! `infra/bench.sh cost` (starts moto). Runs the real code path against moto
+//! through recording SDK clients: webhook-ingest stores a signed ~2 KB
+//! `invoice.created`, then trigger-fanout takes its stream record and runs
+//! its one workflow (a target that answers 200). Every DynamoDB and Secrets
+//! Manager call is recorded with the size of each item written; write and
+//! read units follow DynamoDB's rules (1 KB per write unit, index copies
+//! billed too; 4 KB per strongly consistent read unit). Durations per
+//! invocation come from the flags (`--ingest-ms`, `--fanout-ms`, warm medians
+//! measured by `infra/bench.sh coldstart`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use connector_bench::recorder::{Call, Recorder};
+use connector_bench::{invoice_event, now_secs, reply, serve};
+use connector_core::adapters::dynamo::{DynamoStore, create_table};
+use connector_core::adapters::secrets_manager::SecretsManagerStore;
+use connector_core::api::{self, Routes};
+use connector_core::app::App;
+use connector_core::config::Config;
+use connector_core::lambda::process_stream;
+use connector_core::model::{Connection, ConnectionSecrets, Target, WebhookMode, Workflow};
+use connector_core::ports::{ConnectionStore, EventStore, SecretStore, WorkflowStore};
+use connector_core::webhook::sign_header;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+const CONN: &str = "conn_costmodel00000000000001";
+const SECRET: &str = "whsec_costmodel000000000000000";
+const PREFIX: &str = "costmodel/";
+
+/// us-east-1 list prices, November 2026.
+const HTTP_API_PER_MILLION: f64 = 1.00;
+const LAMBDA_REQUEST_PER_MILLION: f64 = 0.20;
+const LAMBDA_ARM_GB_SECOND: f64 = 0.000_013_333_4;
+const DDB_WRITE_UNIT_PER_MILLION: f64 = 0.625;
+const DDB_READ_UNIT_PER_MILLION: f64 = 0.125;
+const SECRETS_PER_MILLION_CALLS: f64 = 5.00;
+const MEMORY_GB: f64 = 128.0 / 1024.0;
+
+fn flag(name: &str, default: f64) -> f64 {
+    std::env::args()
+        .skip_while(|a| a != name)
+        .nth(1)
+        .map(|v| v.parse().expect("a number"))
+        .unwrap_or(default)
+}
+
+#[derive(Default, Debug)]
+struct Units {
+    calls: BTreeMap<String, usize>,
+    write_units: usize,
+    read_units: usize,
+    secrets_calls: usize,
+    items: Vec<(String, usize, bool)>,
+}
+
+fn units(calls: &[Call], indexed_before: &mut HashMap<String, bool>) -> Units {
+    let mut u = Units::default();
+    for c in calls {
+        *u.calls.entry(c.action.clone()).or_default() += 1;
+        match c.action.as_str() {
+            "dynamodb:PutItem" => {
+                let size = c.item_bytes.unwrap_or(0);
+                let key = c.item_key.clone().unwrap_or_default();
+                u.write_units += size.div_ceil(1024).max(1);
+                let was = indexed_before
+                    .insert(key.clone(), c.indexed)
+                    .unwrap_or(false);
+                // ALL projection: the index copy is the whole item; leaving the
+                // index deletes its copy (one unit).
+                if c.indexed {
+                    u.write_units += size.div_ceil(1024).max(1);
+                } else if was {
+                    u.write_units += 1;
+                }
+                u.items.push((key, size, c.indexed));
+            }
+            "dynamodb:DeleteItem" => u.write_units += 1,
+            "dynamodb:GetItem" | "dynamodb:Query" => u.read_units += 1,
+            a if a.starts_with("secretsmanager:") => u.secrets_calls += 1,
+            _ => {}
+        }
+    }
+    u
+}
+
+#[tokio::main]
+async fn main() {
+    let ingest_ms = flag("--ingest-ms", 10.0);
+    let fanout_ms = flag("--fanout-ms", 25.0);
+    let target_ms = flag("--target-ms", 0.0);
+    std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL must point at moto");
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let table = format!("cost-{}", now_secs());
+    create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
+        .await
+        .expect("table");
+    let target = serve(|_req| async { reply(200, "{}") }).await;
+
+    // The set-up, not recorded: a connection, its secrets, one workflow.
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone());
+    let mut target_secrets = std::collections::BTreeMap::new();
+    target_secrets.insert(
+        "wf_cost".to_string(),
+        SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_string()),
+    );
+    SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk), PREFIX)
+        .put_secrets(
+            CONN,
+            &ConnectionSecrets {
+                api_key: SecretString::from("sk_test_cost".to_string()),
+                webhook_secrets: vec![SecretString::from(SECRET.to_string())],
+                target_secrets,
+            },
+        )
+        .await
+        .expect("secrets");
+    store
+        .insert_connection(&Connection {
+            id: CONN.into(),
+            name: "cost".into(),
+            account_id: "acct_cost".into(),
+            livemode: false,
+            api_version: "2023-08-16".into(),
+            webhook_mode: WebhookMode::Manual,
+            webhook_endpoint_id: None,
+            triggers: vec![],
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .expect("connection");
+    store
+        .insert_workflow(&Workflow {
+            id: "wf_cost".into(),
+            connection_id: CONN.into(),
+            trigger: "invoice.created".into(),
+            filter: Default::default(),
+            target: Some(Target {
+                url: format!("http://{target}/hook"),
+            }),
+            steps: vec![],
+            enabled: true,
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .expect("workflow");
+
+    let recorder = Recorder::default();
+    let (dynamo, secrets) = recorder.clients(&sdk);
+    let (t, p) = (table.clone(), PREFIX.to_string());
+    let config = Config::from_lookup(|k| match k {
+        "TABLE_NAME" => Some(t.clone()),
+        "SECRET_PREFIX" => Some(p.clone()),
+        _ => None,
+    })
+    .expect("config");
+    // One process per function, kept warm across the events.
+    let ingest = App::aws_clients(config.clone(), dynamo.clone(), secrets.clone()).expect("app");
+    let fanout = Arc::new(App::aws_clients(config, dynamo, secrets).expect("app"));
+
+    let mut indexed = HashMap::new();
+    let mut rows = Vec::new();
+    for (n, phase) in ["cold", "warm"].iter().enumerate() {
+        let id = format!("evt_1CostModel{n}");
+        let body = invoice_event(&id, now_secs(), 2048);
+        let req = http::Request::post(format!("/webhooks/{CONN}"))
+            .header(
+                "stripe-signature",
+                sign_header(body.as_bytes(), SECRET, now_secs()),
+            )
+            .body(Bytes::from(body.clone()))
+            .expect("request");
+        let resp = api::handle(&ingest, req, Routes::Ingest).await;
+        assert_eq!(resp.status(), 200, "{:?}", resp.body());
+        let ingest_units = units(&recorder.take(), &mut indexed);
+
+        let event = store
+            .get_event(CONN, &id)
+            .await
+            .expect("read")
+            .expect("stored");
+        let image: serde_dynamo::Item = DynamoStore::event_item(&event).into();
+        let batch = serde_json::from_value(json!({"Records": [{
+            "eventID": "1", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+            "awsRegion": "us-east-1",
+            "dynamodb": {"NewImage": image, "SequenceNumber": "1", "SizeBytes": 1, "StreamViewType": "NEW_IMAGE"},
+            "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x"
+        }]}))
+        .expect("batch");
+        let out = process_stream(&fanout, batch).await;
+        assert!(out.batch_item_failures.is_empty());
+        let fanout_units = units(&recorder.take(), &mut indexed);
+        rows.push((phase.to_string(), body.len(), ingest_units, fanout_units));
+    }
+
+    println!(
+        "Per event ({} B body), as recorded against moto:\n",
+        rows[1].1
+    );
+    println!(
+        "| invocation | calls | items written (bytes, in index) | write units | read units | Secrets Manager calls |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (phase, _, i, f) in &rows {
+        for (name, u) in [("webhook-ingest", i), ("trigger-fanout", f)] {
+            println!(
+                "| {name}, {phase} | {} | {} | {} | {} | {} |",
+                u.calls
+                    .iter()
+                    .map(|(a, n)| format!("{n}× {}", a.trim_start_matches("dynamodb:")))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                u.items
+                    .iter()
+                    .map(|(k, s, ix)| format!(
+                        "{} {s}{}",
+                        k.split('/')
+                            .nth(1)
+                            .unwrap_or("")
+                            .split('#')
+                            .next()
+                            .unwrap_or(""),
+                        if *ix { " +index" } else { "" }
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                u.write_units,
+                u.read_units,
+                u.secrets_calls
+            );
+        }
+    }
+
+    // Steady state: warm containers (secrets cached); cold starts are few.
+    let (_, _, i, f) = &rows[1];
+    let wcu = (i.write_units + f.write_units) as f64;
+    let rcu = (i.read_units + f.read_units) as f64;
+    let gb_s = MEMORY_GB * (ingest_ms + fanout_ms + target_ms) / 1000.0;
+    let lines = [
+        (
+            "API Gateway HTTP API",
+            1.0,
+            "requests".to_string(),
+            HTTP_API_PER_MILLION,
+        ),
+        (
+            "Lambda requests (ingest + fan-out)",
+            2.0,
+            "invocations".into(),
+            LAMBDA_REQUEST_PER_MILLION,
+        ),
+        (
+            "Lambda duration, arm64 128 MB",
+            gb_s,
+            format!("GB-s ({ingest_ms} + {fanout_ms} + {target_ms} ms)"),
+            LAMBDA_ARM_GB_SECOND * 1e6,
+        ),
+        (
+            "DynamoDB writes",
+            wcu,
+            "write units".into(),
+            DDB_WRITE_UNIT_PER_MILLION,
+        ),
+        (
+            "DynamoDB reads",
+            rcu,
+            "read units".into(),
+            DDB_READ_UNIT_PER_MILLION,
+        ),
+    ];
+    println!(
+        "\nPer million events, one workflow each (warm; secrets cached for 30 s per container):\n"
+    );
+    println!("| item | per event | $ per million events |");
+    println!("|---|---|---|");
+    let mut total = 0.0;
+    for (name, qty, unit, price) in lines {
+        let cost = qty * price;
+        total += cost;
+        println!("| {name} | {qty:.4} {unit} | {cost:.3} |");
+    }
+    println!("| **total** | | **{total:.2}** |");
+    let cold_secrets = rows[0].2.secrets_calls + rows[0].3.secrets_calls;
+    println!(
+        "\nSecrets Manager: {cold_secrets} calls per pair of cold starts (${:.2} per million calls); \
+         without the cache it would be {:.2} $ per million events.",
+        SECRETS_PER_MILLION_CALLS,
+        cold_secrets as f64 * SECRETS_PER_MILLION_CALLS
+    );
+}
