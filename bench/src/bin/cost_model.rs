@@ -26,7 +26,7 @@ use connector_core::model::{Connection, ConnectionSecrets, Target, WebhookMode, 
 use connector_core::ports::{ConnectionStore, EventStore, SecretStore, WorkflowStore};
 use connector_core::webhook::sign_header;
 use secrecy::SecretString;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const CONN: &str = "conn_costmodel00000000000001";
 const SECRET: &str = "whsec_costmodel000000000000000";
