@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,24 +53,46 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("actions-events", "action_events_account.json"),
 ];
 
-/// Time spent waiting on one kind of outside service during a run.
+/// Time spent waiting on one kind of outside service during a run: the
+/// wall time during which at least one call was in flight (calls made at
+/// once count once), and the number of calls.
 #[derive(Default)]
 struct Wait {
-    calls: AtomicU64,
-    micros: AtomicU64,
+    state: Mutex<WaitState>,
+}
+
+#[derive(Default)]
+struct WaitState {
+    calls: u64,
+    in_flight: u32,
+    busy_since: Option<Instant>,
+    busy: Duration,
 }
 
 impl Wait {
-    fn add(&self, took: Duration) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.micros
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    fn start(&self) {
+        let mut s = self.state.lock().expect("wait");
+        s.calls += 1;
+        if s.in_flight == 0 {
+            s.busy_since = Some(Instant::now());
+        }
+        s.in_flight += 1;
+    }
+    fn end(&self) {
+        let mut s = self.state.lock().expect("wait");
+        s.in_flight = s.in_flight.saturating_sub(1);
+        if s.in_flight == 0 {
+            if let Some(since) = s.busy_since.take() {
+                s.busy += since.elapsed();
+            }
+        }
     }
     fn take(&self) -> (u64, Duration) {
-        (
-            self.calls.swap(0, Ordering::Relaxed),
-            Duration::from_micros(self.micros.swap(0, Ordering::Relaxed)),
-        )
+        let mut s = self.state.lock().expect("wait");
+        let out = (s.calls, s.busy);
+        s.calls = 0;
+        s.busy = Duration::ZERO;
+        out
     }
 }
 
@@ -97,7 +118,7 @@ async fn timing_proxy(upstream: String, wait: Arc<Wait>) -> SocketAddr {
             );
             let mut headers = parts.headers.clone();
             headers.remove(http::header::HOST);
-            let started = Instant::now();
+            wait.start();
             let answer = client
                 .request(parts.method, url)
                 .headers(headers)
@@ -121,7 +142,7 @@ async fn timing_proxy(upstream: String, wait: Arc<Wait>) -> SocketAddr {
                 }
                 Err(e) => reply(502, format!("{{\"proxy\":\"{e}\"}}")),
             };
-            wait.add(started.elapsed());
+            wait.end();
             resp
         }
     })
@@ -133,7 +154,7 @@ async fn stub(wait: Arc<Wait>) -> SocketAddr {
     serve(move |req: http::Request<Incoming>| {
         let wait = wait.clone();
         async move {
-            let started = Instant::now();
+            wait.start();
             let path = req.uri().path().to_string();
             let _ = req.into_body().collect().await;
             let body = if path.contains("/search") || path.ends_with("/v1/products") {
@@ -144,7 +165,7 @@ async fn stub(wait: Arc<Wait>) -> SocketAddr {
                 r#"{"id":"obj_stub","object":"customer","livemode":false}"#
             };
             let out = reply(200, body);
-            wait.add(started.elapsed());
+            wait.end();
             out
         }
     })
