@@ -33,11 +33,12 @@ wait_http() { # url name log
   return 1
 }
 
-# Starts moto and points the AWS SDK at it (fake credentials, us-east-1).
+# Starts moto (one request at a time: see infra/moto_server.py) and points
+# the AWS SDK at it (fake credentials, us-east-1).
 start_moto() {
   local port
   port=$(free_port)
-  "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$run/moto.log" 2>&1 &
+  "$venv/bin/python" "$root/infra/moto_server.py" "$port" >"$run/moto.log" 2>&1 &
   pids+=($!)
   wait_http "http://127.0.0.1:$port/moto-api/" moto "$run/moto.log"
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
