@@ -392,9 +392,23 @@ async fn a_localstripe_event_runs_its_workflow_once_and_changes_the_object() {
         updated["metadata"]["greeted"], "yes",
         "the workflow changed the customer in localstripe"
     );
-    let (_, runs) = server
-        .call(Method::GET, &format!("/connections/{id}/runs"), None)
-        .await;
+    // The run is saved as succeeded just after its step's Stripe call returns.
+    let mut runs = Value::Null;
+    for _ in 0..100 {
+        runs = server
+            .call(Method::GET, &format!("/connections/{id}/runs"), None)
+            .await
+            .1;
+        let done = runs["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["workflow_id"] == wf["id"] && r["status"] == "succeeded");
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let ours: Vec<&Value> = runs["data"]
         .as_array()
         .unwrap()
@@ -402,7 +416,7 @@ async fn a_localstripe_event_runs_its_workflow_once_and_changes_the_object() {
         .filter(|r| r["workflow_id"] == wf["id"])
         .collect();
     assert_eq!(ours.len(), 1, "one run: {runs}");
-    assert_eq!(ours[0]["status"], "succeeded");
+    assert_eq!(ours[0]["status"], "succeeded", "{runs}");
     assert_eq!(ours[0]["steps"][0]["input"]["id"], cus.as_str());
     assert_eq!(updated["metadata"]["run"], ours[0]["event_id"]);
 }
