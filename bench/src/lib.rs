@@ -52,7 +52,7 @@ pub fn invoice_event(id: &str, created: i64, len: usize) -> String {
         let Some(object) = event["data"]["object"].as_object_mut() else {
             break;
         };
-        let Some(last) = object.keys().last().cloned() else {
+        let Some(last) = object.keys().next_back().cloned() else {
             break;
         };
         object.shift_remove(&last);

@@ -18,8 +18,11 @@ use crate::ports::{SecretStore, SecretsError};
 pub struct LocalSecretsFile {
     path: PathBuf,
     lock: Mutex<()>,
-    cache: std::sync::Mutex<Option<(Stamp, Arc<BTreeMap<String, String>>)>>,
+    cache: std::sync::Mutex<Option<(Stamp, Arc<SecretsMap>)>>,
 }
+
+/// The file's contents: connection id → its secrets as JSON.
+type SecretsMap = BTreeMap<String, String>;
 
 /// What identifies one version of the file.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -53,7 +56,7 @@ impl LocalSecretsFile {
     }
 
     /// The file's contents, parsed again only if it changed since last time.
-    fn cached(&self) -> Result<Arc<BTreeMap<String, String>>, SecretsError> {
+    fn cached(&self) -> Result<Arc<SecretsMap>, SecretsError> {
         let stamp = match std::fs::metadata(&self.path) {
             Ok(meta) => Some(Stamp::of(&meta)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
