@@ -101,3 +101,31 @@ async fn local_file_is_private_and_durable() {
         "sk_test_keep"
     );
 }
+
+#[tokio::test]
+async fn local_file_reads_see_writes_made_elsewhere() {
+    // The file is parsed once and kept; a write by another process (here,
+    // another store on the same file) must still be seen by the next read.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secrets.json");
+    let reader = LocalSecretsFile::new(path.clone());
+    let writer = LocalSecretsFile::new(path);
+    let key = |s: Option<ConnectionSecrets>| s.map(|s| s.api_key.expose_secret().to_string());
+    assert_eq!(key(reader.get_secrets("conn_a").await.unwrap()), None);
+    for (n, value) in ["sk_test_first", "sk_test_second", "sk_test_third"]
+        .iter()
+        .enumerate()
+    {
+        writer
+            .put_secrets("conn_a", &secrets(value, &[]))
+            .await
+            .unwrap();
+        assert_eq!(
+            key(reader.get_secrets("conn_a").await.unwrap()).as_deref(),
+            Some(*value),
+            "read {n} sees the write before it"
+        );
+    }
+    writer.delete_secrets("conn_a").await.unwrap();
+    assert_eq!(key(reader.get_secrets("conn_a").await.unwrap()), None);
+}
