@@ -496,6 +496,65 @@ async fn sqlite_store_survives_reopening() {
     );
 }
 
+/// Group commit: writes that fail (a conflict) share batches with writes
+/// that succeed; each is answered for itself, and every acknowledged write
+/// is on disk when the store is opened again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_group_commit_keeps_each_write_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    store
+        .insert_connection(&connection("conn_gc", 1))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    let e = event("conn_gc", &format!("evt_gc{i}"), "invoice.paid", i);
+                    (
+                        i,
+                        store
+                            .insert_event(&e)
+                            .await
+                            .map(|o| o == InsertOutcome::Inserted),
+                    )
+                } else {
+                    // Updating a connection that does not exist is a conflict.
+                    let missing = connection(&format!("conn_missing{i}"), i);
+                    (i, store.update_connection(&missing).await.map(|()| true))
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (i, result) = t.await.unwrap();
+        if i % 2 == 0 {
+            assert!(result.unwrap(), "insert {i} acknowledged");
+        } else {
+            assert!(
+                matches!(result, Err(StoreError::Conflict)),
+                "update {i}: {result:?}"
+            );
+        }
+    }
+    drop(store);
+    let reopened = SqliteStore::open(&path).unwrap();
+    let stored = reopened
+        .list_events(
+            "conn_gc",
+            &EventQuery {
+                limit: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 100, "every acknowledged insert survived");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dynamodb_store_on_moto() {
     let (client, table) = support::dynamo_table().await;
