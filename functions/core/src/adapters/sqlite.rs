@@ -143,6 +143,24 @@ impl SqliteStore {
         text.map(|t| decode(&t)).transpose()
     }
 
+    /// The `record` of every row, decoded, in the query's order.
+    async fn many<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &'static str,
+        params: Vec<rusqlite::types::Value>,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows: Vec<String> = self
+            .read(move |db| {
+                let mut stmt = db.prepare_cached(sql).map_err(unavailable)?;
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(params), |r| r.get(0))
+                    .map_err(unavailable)?;
+                rows.collect::<Result<_, _>>().map_err(unavailable)
+            })
+            .await?;
+        rows.iter().map(|t| decode(t)).collect()
+    }
+
     /// Runs a read on a pooled reader connection, on the calling thread:
     /// reads are short indexed lookups that never wait for a writer (WAL),
     /// and running them in place costs less than handing them to another
@@ -267,16 +285,11 @@ impl ConnectionStore for SqliteStore {
     }
 
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
-        let rows: Vec<String> = self
-            .read(|db| {
-                let mut stmt = db
-                    .prepare("SELECT record FROM connections ORDER BY created_at, id")
-                    .map_err(unavailable)?;
-                let rows = stmt.query_map([], |r| r.get(0)).map_err(unavailable)?;
-                rows.collect::<Result<_, _>>().map_err(unavailable)
-            })
-            .await?;
-        rows.iter().map(|t| decode(t)).collect()
+        self.many(
+            "SELECT record FROM connections ORDER BY created_at, id",
+            vec![],
+        )
+        .await
     }
 
     async fn update_connection(&self, c: &Connection) -> Result<(), StoreError> {
@@ -421,17 +434,11 @@ impl WorkflowStore for SqliteStore {
     }
 
     async fn list_workflows(&self, connection_id: &str) -> Result<Vec<Workflow>, StoreError> {
-        let conn = connection_id.to_string();
-        let rows: Vec<String> = self
-            .read(move |db| {
-                let mut stmt = db
-                    .prepare("SELECT record FROM workflows WHERE connection_id = ?1 ORDER BY created_at, id")
-                    .map_err(unavailable)?;
-                let rows = stmt.query_map([conn], |r| r.get(0)).map_err(unavailable)?;
-                rows.collect::<Result<_, _>>().map_err(unavailable)
-            })
-            .await?;
-        rows.iter().map(|t| decode(t)).collect()
+        self.many(
+            "SELECT record FROM workflows WHERE connection_id = ?1 ORDER BY created_at, id",
+            vec![connection_id.to_string().into()],
+        )
+        .await
     }
 
     async fn update_workflow(&self, w: &Workflow) -> Result<(), StoreError> {
@@ -527,33 +534,20 @@ impl RunStore for SqliteStore {
         connection_id: &str,
         query: &RunQuery,
     ) -> Result<Vec<Run>, StoreError> {
-        let conn = connection_id.to_string();
-        let rows: Vec<String> = self
-            .read(move |db| {
-                let mut stmt = db
-                    .prepare("SELECT record FROM runs WHERE connection_id = ?1")
-                    .map_err(unavailable)?;
-                let rows = stmt.query_map([conn], |r| r.get(0)).map_err(unavailable)?;
-                rows.collect::<Result<_, _>>().map_err(unavailable)
-            })
+        let runs: Vec<Run> = self
+            .many(
+                "SELECT record FROM runs WHERE connection_id = ?1",
+                vec![connection_id.to_string().into()],
+            )
             .await?;
-        let runs = rows
-            .iter()
-            .map(|t| decode(t))
-            .collect::<Result<Vec<Run>, _>>()?;
         Ok(super::filter_runs(runs, query))
     }
 
     async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError> {
-        let rows: Vec<String> = self
-            .read(move |db| {
-                let mut stmt = db
-                    .prepare("SELECT record FROM runs WHERE due_at IS NOT NULL AND due_at <= ?1 ORDER BY due_at, created_at LIMIT ?2")
-                    .map_err(unavailable)?;
-                let rows = stmt.query_map(params![now, limit as i64], |r| r.get(0)).map_err(unavailable)?;
-                rows.collect::<Result<_, _>>().map_err(unavailable)
-            })
-            .await?;
-        rows.iter().map(|t| decode(t)).collect()
+        self.many(
+            "SELECT record FROM runs WHERE due_at IS NOT NULL AND due_at <= ?1 ORDER BY due_at, created_at LIMIT ?2",
+            vec![now.into(), (limit as i64).into()],
+        )
+        .await
     }
 }
