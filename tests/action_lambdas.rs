@@ -11,6 +11,7 @@ use connector_core::config::Config;
 use connector_core::lambda::{from_lambda, to_lambda};
 use connector_core::model::{Connection, ConnectionSecrets, WebhookMode};
 use connector_core::ports::{ConnectionStore, SecretStore};
+use integration_tests::action_fixture;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -66,17 +67,6 @@ async fn stripe() -> MockServer {
     server
 }
 
-fn fixture(group: &str) -> (String, String) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
-    let name = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .find(|n| n.starts_with(&format!("action_{group}_")))
-        .unwrap_or_else(|| panic!("no events/action_{group}_*.json"));
-    let text = std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
-    (name, text)
-}
-
 async fn invoke(app: &App, event: &str, routes: Routes) -> (u16, Value) {
     let req = lambda_http::request::from_str(event).unwrap();
     let resp = to_lambda(api::handle(app, from_lambda(req), routes).await);
@@ -92,7 +82,7 @@ async fn each_group_lambda_runs_its_fixture_with_the_connections_key() {
     for group in GROUPS {
         let server = stripe().await;
         let app = app(&server).await;
-        let (name, event) = fixture(group);
+        let (name, event) = action_fixture(group);
         let (status, body) = invoke(&app, &event, Routes::Actions(group)).await;
         assert_eq!(status, 200, "{name}: {body}");
         let reqs = server.received_requests().await.unwrap();
@@ -122,7 +112,7 @@ async fn each_group_lambda_runs_its_fixture_with_the_connections_key() {
 async fn a_group_lambda_serves_no_other_route() {
     let server = stripe().await;
     let app = app(&server).await;
-    let (_, customers) = fixture("customers");
+    let (_, customers) = action_fixture("customers");
     for routes in [
         Routes::Actions("products"),
         Routes::Connections,
@@ -147,7 +137,7 @@ async fn a_group_lambda_serves_no_other_route() {
 async fn bad_requests_to_an_action_are_4xx_and_send_nothing() {
     let server = stripe().await;
     let app = app(&server).await;
-    let (_, event) = fixture("customers");
+    let (_, event) = action_fixture("customers");
     let base: Value = serde_json::from_str(&event).unwrap();
     let variant =
         |path: Option<&str>, body: Option<&str>, key: Option<&str>, method: Option<&str>| {

@@ -494,7 +494,7 @@ async fn recorded() -> (BTreeMap<&'static str, BTreeSet<(String, String)>>, Env)
     // Every action group: one action on the connection's key.
     for group in connector_core::catalog::GROUPS {
         env.cold_start();
-        let (name, text) = action_fixture(group);
+        let (name, text) = integration_tests::action_fixture(group);
         let text = text.replace("conn_fixture000000000000000001", &manual);
         let req = lambda_http::request::from_str(&text).unwrap();
         let resp = api::handle(
@@ -534,17 +534,6 @@ fn group_binary(group: &str) -> &'static str {
         "events" => "actions-events",
         other => panic!("unknown group {other}"),
     }
-}
-
-fn action_fixture(group: &str) -> (String, String) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
-    let name = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .find(|n| n.starts_with(&format!("action_{group}_")))
-        .unwrap_or_else(|| panic!("no events/action_{group}_*.json"));
-    let text = std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
-    (name, text)
 }
 
 /// What the Lambda service itself does with a function's role, not its code.

@@ -117,3 +117,16 @@ impl Running {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 }
+
+/// The action fixture of a group in events/ (`action_<group>_*.json`): its
+/// file name and its text.
+pub fn action_fixture(group: &str) -> (String, String) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
+    let name = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.starts_with(&format!("action_{group}_")))
+        .unwrap_or_else(|| panic!("no events/action_{group}_*.json"));
+    let text = std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+    (name, text)
+}
