@@ -8,7 +8,6 @@ use connector_core::api::{self, Routes};
 use connector_core::app::App;
 use connector_core::catalog::GROUPS;
 use connector_core::config::Config;
-use connector_core::lambda::{from_lambda, to_lambda};
 use connector_core::model::{Connection, ConnectionSecrets, WebhookMode};
 use connector_core::ports::{ConnectionStore, SecretStore};
 use integration_tests::action_fixture;
@@ -69,12 +68,9 @@ async fn stripe() -> MockServer {
 
 async fn invoke(app: &App, event: &str, routes: Routes) -> (u16, Value) {
     let req = lambda_http::request::from_str(event).unwrap();
-    let resp = to_lambda(api::handle(app, from_lambda(req), routes).await);
-    let body = match resp.body() {
-        lambda_http::Body::Text(t) => t.clone(),
-        other => panic!("unexpected body {other:?}"),
-    };
-    (resp.status().as_u16(), serde_json::from_str(&body).unwrap())
+    let resp = api::handle(app, req, routes).await;
+    let body = std::str::from_utf8(resp.body()).expect("a JSON answer is text");
+    (resp.status().as_u16(), serde_json::from_str(body).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

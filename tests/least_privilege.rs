@@ -497,12 +497,7 @@ async fn recorded() -> (BTreeMap<&'static str, BTreeSet<(String, String)>>, Env)
         let (name, text) = integration_tests::action_fixture(group);
         let text = text.replace("conn_fixture000000000000000001", &manual);
         let req = lambda_http::request::from_str(&text).unwrap();
-        let resp = api::handle(
-            &env.app,
-            connector_core::lambda::from_lambda(req),
-            Routes::Actions(group),
-        )
-        .await;
+        let resp = api::handle(&env.app, req, Routes::Actions(group)).await;
         assert_eq!(resp.status().as_u16(), 200, "{name}: {:?}", resp.body());
         seen.insert(group_binary(group), env.calls());
     }

@@ -34,9 +34,6 @@ pub struct App {
     /// (~5 ms), which functions that never call out (webhook-ingest) skip.
     http: Arc<std::sync::OnceLock<reqwest::Client>>,
     stripe_settings: Arc<StripeSettings>,
-    /// Fan out right after ingest (the dev server); in AWS the table's
-    /// stream starts the fan-out function instead.
-    pub inline_fanout: bool,
 }
 
 impl App {
@@ -61,14 +58,7 @@ impl App {
             clock,
             http: Arc::default(),
             stripe_settings,
-            inline_fanout: false,
         }
-    }
-
-    /// Fans out each new event in this process, as the dev server does.
-    pub fn with_inline_fanout(mut self) -> Self {
-        self.inline_fanout = true;
-        self
     }
 
     /// The shared HTTP client (rustls), for target deliveries.

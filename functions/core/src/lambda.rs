@@ -3,9 +3,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use lambda_http::{Body, service_fn};
-
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::LambdaEvent;
 
@@ -13,7 +10,6 @@ use crate::adapters::dynamo::DynamoStore;
 use crate::api::{self, Routes};
 use crate::app::App;
 use crate::config::Config;
-use crate::http::{Request, Response};
 use crate::workflow::engine::Engine;
 
 /// Logs as JSON lines (CloudWatch), level from `RUST_LOG` (default info).
@@ -29,41 +25,13 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Converts API Gateway's request (body already base64-decoded by lambda_http).
-pub fn from_lambda(req: lambda_http::Request) -> Request {
-    let (parts, body) = req.into_parts();
-    let bytes = match body {
-        Body::Empty => Bytes::new(),
-        Body::Text(t) => Bytes::from(t),
-        Body::Binary(b) => Bytes::from(b),
-        _ => Bytes::new(),
-    };
-    http::Request::from_parts(parts, bytes)
-}
-
-pub fn to_lambda(resp: Response) -> lambda_http::Response<Body> {
-    let (parts, body) = resp.into_parts();
-    let body = match String::from_utf8(body.to_vec()) {
-        Ok(text) => Body::Text(text),
-        Err(e) => Body::Binary(e.into_bytes()),
-    };
-    http::Response::from_parts(parts, body)
-}
-
-/// Runs one HTTP function serving `routes`.
+/// Runs one HTTP function serving `routes`: its router, built once per
+/// cold start, over `lambda_http` (API Gateway's request and answer).
 pub async fn run_http(routes: Routes) -> Result<(), lambda_http::Error> {
     init_tracing();
     let config = Config::from_env()?;
-    let app = Arc::new(App::aws(config).await?);
-    lambda_http::run(service_fn(move |req: lambda_http::Request| {
-        let app = app.clone();
-        async move {
-            Ok::<_, std::convert::Infallible>(to_lambda(
-                api::handle(&app, from_lambda(req), routes).await,
-            ))
-        }
-    }))
-    .await
+    let app = App::aws(config).await?;
+    lambda_http::run(api::router(routes).with_state(app)).await
 }
 
 /// Fans out the new events of one DynamoDB Stream batch. Only inserted event

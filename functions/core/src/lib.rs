@@ -17,6 +17,7 @@ pub mod ids;
 pub mod lambda;
 pub mod model;
 pub mod ports;
+pub mod service;
 pub mod stripe;
 pub mod webhook;
 pub mod workflow;

@@ -1,27 +1,53 @@
-//! The dev server: every route of the HTTP API in one process, through the
-//! same handlers the Lambdas use, on the embedded store. Bearer-token auth on
+//! The dev server: every route of the HTTP API in one process — the same
+//! axum router the Lambdas run — on the embedded store. Bearer-token auth on
 //! every route but `/health` and `/webhooks/…`.
+//!
+//! It serves the router through hyper-util rather than `axum::serve`, which
+//! has no timer: a header read timeout, a body read timeout, a connection
+//! cap and back-off on accept errors need one (a slow or hostile client must
+//! not hold the server).
 
-use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use connector_core::api::{self, Routes};
 use connector_core::app::App;
 use connector_core::http::ApiError;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use connector_core::model::{InsertOutcome, StoredEvent};
+use connector_core::ports::{EventQuery, EventStore, StoreError};
+use connector_core::workflow::engine::Engine;
+use http_body_util::{BodyExt, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc};
 
-/// Bodies larger than this are refused before they are read in full.
-const MAX_BODY: usize = 1024 * 1024;
+/// Bodies larger than this are refused before they are read in full (the
+/// routes' own limits are smaller but for the webhook's).
+const MAX_BODY: usize = api::MAX_WEBHOOK_BODY;
+/// A client must send its request head within this time.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// … and its body within this time.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once; more wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 512;
+/// How long in-flight requests get to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// New events waiting for in-process fan-out; ingest waits when it is full.
+const FANOUT_QUEUE: usize = 1024;
 
 pub struct DevServer {
     app: App,
     token: SecretString,
+    fanout: std::sync::Mutex<Option<mpsc::Receiver<StoredEvent>>>,
 }
 
 /// A random bearer token for a dev server started without one.
@@ -39,20 +65,204 @@ fn public(path: &str) -> bool {
     path == "/health" || path.starts_with("/webhooks/")
 }
 
+/// The dev server's event store: the embedded one, plus each newly stored
+/// event put on an in-process queue for fan-out — what the table's stream
+/// does in AWS. Ingest itself is the same code in both hosts.
+struct FanOutOnInsert {
+    inner: Arc<dyn EventStore>,
+    queue: mpsc::Sender<StoredEvent>,
+}
+
+#[async_trait]
+impl EventStore for FanOutOnInsert {
+    async fn insert_event(&self, event: &StoredEvent) -> Result<InsertOutcome, StoreError> {
+        let outcome = self.inner.insert_event(event).await?;
+        if outcome == InsertOutcome::Inserted && self.queue.send(event.clone()).await.is_err() {
+            tracing::warn!(event_id = %event.event_id, "fan-out queue closed; the retry timer picks up runs");
+        }
+        Ok(outcome)
+    }
+
+    async fn get_event(
+        &self,
+        connection_id: &str,
+        event_id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        self.inner.get_event(connection_id, event_id).await
+    }
+
+    async fn list_events(
+        &self,
+        connection_id: &str,
+        query: &EventQuery,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.list_events(connection_id, query).await
+    }
+}
+
 impl DevServer {
-    pub fn new(app: App, token: SecretString) -> Arc<Self> {
+    pub fn new(mut app: App, token: SecretString) -> Arc<Self> {
+        let (queue, rx) = mpsc::channel(FANOUT_QUEUE);
+        app.events = Arc::new(FanOutOnInsert {
+            inner: app.events.clone(),
+            queue,
+        });
         Arc::new(Self {
-            app: app.with_inline_fanout(),
+            app,
             token,
+            fanout: std::sync::Mutex::new(Some(rx)),
         })
     }
 
-    /// The app this server runs (with in-process fan-out switched on).
+    /// The app this server runs (its event store fans out new events).
     pub fn app(&self) -> &App {
         &self.app
     }
 
-    fn authorized(&self, req: &hyper::Request<Incoming>) -> bool {
+    /// Every route, behind the bearer token and the body read timeout.
+    pub fn router(self: &Arc<Self>) -> Router {
+        api::router(Routes::All)
+            .with_state(self.app.clone())
+            .layer(middleware::from_fn_with_state(self.clone(), guard))
+    }
+
+    /// Runs due runs every `period`, as the retry-scheduler function does
+    /// on its schedule in AWS. One failing tick is logged; the next runs.
+    pub fn spawn_retry_timer(&self, period: Duration) -> tokio::task::JoinHandle<()> {
+        let app = self.app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                if let Err(e) = Engine::new(&app, "dev-server-retry").run_due(100).await {
+                    tracing::warn!(error = %e, "retry tick failed");
+                }
+            }
+        })
+    }
+
+    /// Fans out each new event as it is stored (once per server).
+    fn spawn_fanout(&self) {
+        let Some(mut rx) = self.fanout.lock().ok().and_then(|mut f| f.take()) else {
+            return;
+        };
+        let app = self.app.clone();
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = Engine::new(&app, "dev-server").fan_out(&event).await {
+                        tracing::error!(error = %e, event_id = %event.event_id, "fan-out failed; the retry timer picks up its runs");
+                    }
+                });
+            }
+        });
+    }
+
+    /// Serves until the listener is dropped with the task.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        self.serve_until(listener, std::future::pending()).await;
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and gives
+    /// requests in flight [`SHUTDOWN_GRACE`] to finish.
+    pub async fn serve_until(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        self.spawn_fanout();
+        let router = self.router();
+        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let graceful = GracefulShutdown::new();
+        let mut backoff = Duration::from_millis(5);
+        tokio::pin!(shutdown);
+        loop {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        backoff = Duration::from_millis(5);
+                        stream
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, doubling
+                        // up to a second, instead of spinning on the error.
+                        tracing::warn!(error = %e, wait_ms = backoff.as_millis() as u64, "accept failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let service = TowerToHyperService::new(router.clone());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .keep_alive(true);
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection closed with an error");
+                }
+                drop(permit);
+            });
+        }
+        drop(listener);
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("stopped: every request answered"),
+            () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("stopped with requests still open"),
+        }
+    }
+}
+
+/// Authentication (constant-time token compare) on every route but the
+/// public ones, then the body read in full within [`MAX_BODY`] and
+/// [`BODY_READ_TIMEOUT`], so no handler waits on a slow client.
+async fn guard(State(server): State<Arc<DevServer>>, req: Request, next: Next) -> Response {
+    if !public(req.uri().path()) && !server.authorized(&req) {
+        return ApiError::unauthorized().into_response();
+    }
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(len) = declared.filter(|len| *len > MAX_BODY) {
+        return too_large(len).into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let bytes =
+        match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await
+        {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(_)) => return too_large(MAX_BODY + 1).into_response(),
+            Err(_) => {
+                return ApiError::new(
+                    http::StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "the request body did not arrive within {} s",
+                        BODY_READ_TIMEOUT.as_secs()
+                    ),
+                )
+                .into_response();
+            }
+        };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+impl DevServer {
+    fn authorized(&self, req: &Request) -> bool {
         let given = req
             .headers()
             .get(http::header::AUTHORIZATION)
@@ -64,84 +274,6 @@ impl DevServer {
                 .as_bytes()
                 .ct_eq(self.token.expose_secret().as_bytes()),
         )
-    }
-
-    /// Answers one request.
-    pub async fn handle(&self, req: hyper::Request<Incoming>) -> http::Response<Full<Bytes>> {
-        let resp = self.answer(req).await;
-        let (parts, body) = resp.into_parts();
-        http::Response::from_parts(parts, Full::new(body))
-    }
-
-    async fn answer(&self, req: hyper::Request<Incoming>) -> connector_core::http::Response {
-        if !public(req.uri().path()) && !self.authorized(&req) {
-            return ApiError::unauthorized().to_response();
-        }
-        let declared = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if let Some(len) = declared.filter(|len| *len > MAX_BODY) {
-            return too_large(len).to_response();
-        }
-        let (parts, body) = req.into_parts();
-        let bytes = match Limited::new(body, MAX_BODY).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return too_large(MAX_BODY + 1).to_response(),
-        };
-        api::handle(
-            &self.app,
-            http::Request::from_parts(parts, bytes),
-            Routes::All,
-        )
-        .await
-    }
-
-    /// Runs due runs every `period`, as the retry-scheduler function does
-    /// on its schedule in AWS.
-    pub fn spawn_retry_timer(&self, period: std::time::Duration) -> tokio::task::JoinHandle<()> {
-        let app = self.app.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            loop {
-                tick.tick().await;
-                if let Err(e) =
-                    connector_core::workflow::engine::Engine::new(&app, "dev-server-retry")
-                        .run_due(100)
-                        .await
-                {
-                    tracing::warn!(error = %e, "retry tick failed");
-                }
-            }
-        })
-    }
-
-    /// Serves until the listener fails or the task is dropped.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            };
-            let server = self.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let server = server.clone();
-                    async move { Ok::<_, Infallible>(server.handle(req).await) }
-                });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(error = %e, "connection closed with an error");
-                }
-            });
-        }
     }
 }
 

@@ -40,9 +40,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let server = dev_server::DevServer::new(app, token);
     let _retries = server.spawn_retry_timer(std::time::Duration::from_secs(5));
-    tokio::select! {
-        _ = server.serve(listener) => {}
-        _ = tokio::signal::ctrl_c() => println!("stopping"),
-    }
+    server.serve_until(listener, stop_signal()).await;
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, finish what is in flight.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    println!("stopping");
 }

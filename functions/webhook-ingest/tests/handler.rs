@@ -7,7 +7,6 @@ use connector_core::adapters::memory::{FixedClock, MemorySecrets, MemoryStore};
 use connector_core::api::{self, Routes};
 use connector_core::app::App;
 use connector_core::config::Config;
-use connector_core::lambda::{from_lambda, to_lambda};
 use connector_core::model::{Connection, ConnectionSecrets, WebhookMode};
 use connector_core::ports::{ConnectionStore, EventQuery, EventStore, SecretStore};
 use connector_core::webhook::sign_header;
@@ -77,7 +76,7 @@ fn fixture(name: &str) -> String {
 }
 
 async fn invoke_request(app: &App, req: lambda_http::Request) -> (StatusCode, Value) {
-    let resp = to_lambda(api::handle(app, from_lambda(req), Routes::Ingest).await);
+    let resp = api::handle(app, req, Routes::Ingest).await;
     let status = resp.status();
     assert_eq!(resp.headers()["content-type"], "application/json");
     let body: Value = serde_json::from_slice(resp.body().as_ref()).unwrap();

@@ -1,32 +1,59 @@
 //! `POST /connections/{id}/actions/{group}/{operation}`: one catalog action.
 
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::post;
+use http::HeaderMap;
 use serde_json::Value;
 
+use super::extract::{OptionalJson, Path};
+use super::{Reply, ok};
 use crate::app::App;
 use crate::catalog;
-use crate::http::{ApiError, Request, Response, ok_json, parse_json};
+use crate::http::{ApiError, MAX_JSON_BODY};
+use crate::ids::ConnectionId;
+use crate::service::load;
 
-pub(super) async fn run(
+/// The routes of one action group (one Lambda).
+pub(super) fn router(group: &'static str) -> Router<App> {
+    Router::new()
+        .route(
+            &format!("/connections/{{connection_id}}/actions/{group}/{{operation}}"),
+            post(
+                move |State(app): State<App>,
+                      Path((conn, operation)): Path<(ConnectionId, String)>,
+                      headers: HeaderMap,
+                      OptionalJson(input): OptionalJson<Value>| async move {
+                    run(&app, &conn, group, &operation, &headers, input).await
+                },
+            ),
+        )
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+}
+
+async fn run(
     app: &App,
-    connection_id: &str,
+    conn: &ConnectionId,
     group: &str,
     operation: &str,
-    req: &Request,
-) -> Result<Response, ApiError> {
+    headers: &HeaderMap,
+    input: Value,
+) -> Reply {
     let action = catalog::action(group, operation).ok_or_else(|| {
         ApiError::not_found(format!(
             "unknown action {group}.{operation}; see GET /catalog"
         ))
     })?;
-    // An empty body is an empty input: `events.account` needs nothing.
-    let input: Value = if req.body().iter().all(u8::is_ascii_whitespace) {
+    // An empty body is an empty input (`events.account` needs nothing); it
+    // reads as null here, so it becomes {}.
+    let input = if input.is_null() {
         Value::Object(Default::default())
     } else {
-        parse_json(req.body())?
+        input
     };
     // Invalid input is refused before any I/O.
     catalog::validate(action, &input)?;
-    let idempotency_key = match req.headers().get("idempotency-key") {
+    let idempotency_key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(
             v.to_str()
@@ -42,9 +69,9 @@ pub(super) async fn run(
                 })?,
         ),
     };
-    let (connection, secrets) = super::connections::load(app, connection_id).await?;
+    let (connection, secrets) = load(app, conn).await?;
     let stripe = app.stripe(&secrets.api_key, &connection.api_version);
     let result = crate::actions::run(action, &input, &stripe, idempotency_key).await?;
-    tracing::info!(connection = %connection_id, action = action.key, "action ran");
-    Ok(ok_json(&result))
+    tracing::info!(connection = %conn, action = action.key, "action ran");
+    Ok(ok(&result))
 }

@@ -1,24 +1,39 @@
-//! The HTTP API, one contract for API Gateway and the dev server. Each Lambda
-//! serves its own routes; the dev server serves them all.
+//! The HTTP API, one contract for API Gateway and the dev server: one axum
+//! [`Router`] built from per-resource routers. Each Lambda serves only its
+//! own routes ([`Routes`]); the dev server serves them all. Extractors
+//! ([`extract`]) parse ids, bodies and queries once; handlers call a
+//! use case in [`crate::service`] and map its answer; 404 and 405 come from
+//! the router, the same JSON error everywhere.
 
 mod actions;
 mod connections;
+mod events;
+pub mod extract;
 mod ingest;
+mod runs;
 mod workflows;
 
-use http::{Method, StatusCode};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use bytes::Bytes;
+use http::{Method, StatusCode, Uri};
+use http_body_util::BodyExt;
 use serde_json::json;
+use tower::ServiceExt;
 
 use crate::app::App;
 use crate::catalog;
-use crate::http::{ApiError, Request, Response, ok_json};
+use crate::http::{ApiError, MAX_JSON_BODY, Response};
+
+pub use ingest::MAX_WEBHOOK_BODY;
 
 /// Which routes a function serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Routes {
     /// `POST /webhooks/{connection_id}` (webhook-ingest).
     Ingest,
-    /// Connections, triggers, events and the catalog (connections-api).
+    /// Connections, workflows, events, runs and the catalog (connections-api).
     Connections,
     /// The actions of one group (actions-<group>).
     Actions(&'static str),
@@ -26,45 +41,168 @@ pub enum Routes {
     All,
 }
 
-/// Answers one request. Never panics on any input; every failure is a JSON error.
-pub async fn handle(app: &App, req: Request, routes: Routes) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let ingest = matches!(routes, Routes::Ingest | Routes::All);
-    let manage = matches!(routes, Routes::Connections | Routes::All);
-    let serves_group = |group: &str| match routes {
-        Routes::All => true,
-        Routes::Actions(g) => g == group,
-        _ => false,
-    };
-    let result = match (&method, segments.as_slice()) {
-        (&Method::GET, ["health"]) => Ok(ok_json(&json!({"status": "ok"}))),
-        (&Method::POST, ["webhooks", id]) if ingest => ingest::receive(app, id, &req).await,
-        (&Method::GET, ["catalog"]) if manage => Ok(ok_json(&catalog::to_json())),
-        (&Method::POST, ["connections", id, "actions", group, operation])
-            if serves_group(group) =>
-        {
-            if !crate::ids::is_connection_id(id) {
-                return ApiError::not_found("unknown connection").to_response();
+/// The router of one function: `/health` plus its own routes, JSON 404 and
+/// 405 answers for everything else. Built once per cold start.
+pub fn router(routes: Routes) -> Router<App> {
+    let mut router = Router::new().route("/health", get(health));
+    if matches!(routes, Routes::Ingest | Routes::All) {
+        router = router.merge(ingest::router());
+    }
+    if matches!(routes, Routes::Connections | Routes::All) {
+        router = router.merge(management());
+    }
+    match routes {
+        Routes::Actions(group) => router = router.merge(actions::router(group)),
+        Routes::All => {
+            for group in catalog::GROUPS {
+                router = router.merge(actions::router(group));
             }
-            actions::run(app, id, group, operation, &req).await
         }
-        (_, ["connections", _, "actions", group, _]) if serves_group(group) => {
-            Err(method_not_allowed(&method))
-        }
-        (_, ["connections", ..]) if manage => {
-            connections::route(app, &method, &segments[1..], &req).await
-        }
-        (_, ["health"]) => Err(method_not_allowed(&method)),
-        (_, ["catalog"]) if manage => Err(method_not_allowed(&method)),
-        (_, ["webhooks", _]) if ingest => Err(method_not_allowed(&method)),
-        _ => Err(ApiError::not_found(format!("no route for {method} {path}"))),
-    };
-    result.unwrap_or_else(|e| e.to_response())
+        _ => {}
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
-pub(crate) fn method_not_allowed(method: &Method) -> ApiError {
+/// connections-api's routes: everything under `/connections` but actions,
+/// and the catalog. Bodies up to [`MAX_JSON_BODY`].
+fn management() -> Router<App> {
+    Router::new()
+        .route("/catalog", get(catalog_json))
+        .merge(connections::router())
+        .merge(workflows::router())
+        .merge(events::router())
+        .merge(runs::router())
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+}
+
+/// Every (method, path template) a function serves, as API Gateway names
+/// its routes (`POST /webhooks/{connection_id}`). The drift tests compare it
+/// with template.yaml, the README and docs/openapi.json.
+pub fn route_table(routes: Routes) -> Vec<(Method, String)> {
+    let mut table: Vec<(Method, String)> = vec![(Method::GET, "/health".into())];
+    let manage = [
+        (Method::GET, "/catalog"),
+        (Method::POST, "/connections"),
+        (Method::GET, "/connections"),
+        (Method::GET, "/connections/{connection_id}"),
+        (Method::DELETE, "/connections/{connection_id}"),
+        (Method::PUT, "/connections/{connection_id}/api-key"),
+        (Method::PUT, "/connections/{connection_id}/webhook-secret"),
+        (Method::PUT, "/connections/{connection_id}/triggers"),
+        (Method::POST, "/connections/{connection_id}/workflows"),
+        (Method::GET, "/connections/{connection_id}/workflows"),
+        (
+            Method::GET,
+            "/connections/{connection_id}/workflows/{workflow_id}",
+        ),
+        (
+            Method::PATCH,
+            "/connections/{connection_id}/workflows/{workflow_id}",
+        ),
+        (
+            Method::DELETE,
+            "/connections/{connection_id}/workflows/{workflow_id}",
+        ),
+        (
+            Method::POST,
+            "/connections/{connection_id}/workflows/{workflow_id}/test",
+        ),
+        (Method::GET, "/connections/{connection_id}/events"),
+        (
+            Method::GET,
+            "/connections/{connection_id}/events/{event_id}",
+        ),
+        (
+            Method::POST,
+            "/connections/{connection_id}/events/{event_id}/replay",
+        ),
+        (Method::GET, "/connections/{connection_id}/runs"),
+    ];
+    if matches!(routes, Routes::Ingest | Routes::All) {
+        table.push((Method::POST, "/webhooks/{connection_id}".into()));
+    }
+    if matches!(routes, Routes::Connections | Routes::All) {
+        table.extend(manage.iter().map(|(m, p)| (m.clone(), (*p).to_string())));
+    }
+    let groups: Vec<&str> = match routes {
+        Routes::Actions(group) => vec![group],
+        Routes::All => catalog::GROUPS.to_vec(),
+        _ => vec![],
+    };
+    for group in groups {
+        table.push((
+            Method::POST,
+            format!("/connections/{{connection_id}}/actions/{group}/{{operation}}"),
+        ));
+    }
+    table
+}
+
+/// A request body the router takes: `Body::from(bytes)`, or
+/// `Body::new(lambda_body)` for an API Gateway request as `lambda_http`
+/// hands it over.
+pub use axum::body::Body;
+
+/// Answers one request through a function's router: what `lambda_http::run`
+/// does with each API Gateway request, for handler tests and harnesses.
+pub async fn handle<B: Into<RequestBody>>(
+    app: &App,
+    req: http::Request<B>,
+    routes: Routes,
+) -> Response {
+    let service = router(routes).with_state(app.clone());
+    let Ok(resp) = service.oneshot(req.map(|b| b.into().0)).await;
+    let (parts, body) = resp.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => return ApiError::internal("could not write the answer", &e).to_response(),
+    };
+    http::Response::from_parts(parts, bytes)
+}
+
+/// What a handler answers: a JSON body, or an [`ApiError`].
+pub(crate) type Reply = Result<axum::response::Response, ApiError>;
+
+/// A JSON answer with a status.
+pub(crate) fn reply(status: StatusCode, body: &impl serde::Serialize) -> axum::response::Response {
+    crate::http::json_response(status, body).map(axum::body::Body::from)
+}
+
+/// A 200 JSON answer.
+pub(crate) fn ok(body: &impl serde::Serialize) -> axum::response::Response {
+    reply(StatusCode::OK, body)
+}
+
+/// What [`handle`] takes as a body: bytes, or an API Gateway request's body.
+pub struct RequestBody(Body);
+
+impl From<Bytes> for RequestBody {
+    fn from(bytes: Bytes) -> Self {
+        RequestBody(Body::from(bytes))
+    }
+}
+
+impl From<lambda_http::Body> for RequestBody {
+    fn from(body: lambda_http::Body) -> Self {
+        RequestBody(Body::new(body))
+    }
+}
+
+async fn health() -> axum::response::Response {
+    ok(&json!({"status": "ok"}))
+}
+
+async fn catalog_json() -> axum::response::Response {
+    ok(&catalog::to_json())
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
@@ -72,41 +210,190 @@ pub(crate) fn method_not_allowed(method: &Method) -> ApiError {
     )
 }
 
-/// The base URL Stripe reaches this API at: configured, or else the host the
-/// request came to (API Gateway's domain).
-pub(crate) fn public_base_url(app: &App, req: &Request) -> String {
-    if let Some(base) = &app.config.public_base_url {
-        return base.clone();
+impl axum::response::IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        self.to_response().map(axum::body::Body::from)
     }
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or("localhost");
-    let local =
-        host.starts_with("127.0.0.1") || host.starts_with("localhost") || host.starts_with("[::1]");
-    format!("{}://{host}", if local { "http" } else { "https" })
 }
 
-/// Reads one query parameter.
-pub(crate) fn query_param(req: &Request, name: &str) -> Option<String> {
-    let query = req.uri().query()?;
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
+#[cfg(test)]
+mod route_drift {
+    //! The route list exists once in code ([`route_table`]); these tests
+    //! hold the router, template.yaml and the README to it.
 
-/// `?limit=`: 1 to 100, or the default when absent.
-pub(crate) fn limit_param(req: &Request, default: usize) -> Result<usize, ApiError> {
-    match query_param(req, "limit") {
-        None => Ok(default),
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid_param("limit", "limit must be a whole number from 1 to 100")
-            }),
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::adapters::memory::{FixedClock, MemorySecrets, MemoryStore};
+    use crate::config::Config;
+
+    type Set = BTreeSet<(String, String)>;
+
+    fn table(routes: Routes) -> Set {
+        route_table(routes)
+            .into_iter()
+            .map(|(m, p)| (m.to_string(), p))
+            .collect()
+    }
+
+    fn app() -> App {
+        App::new(
+            Config::from_lookup(|_| None).unwrap(),
+            Arc::new(MemoryStore::default()),
+            Arc::new(MemorySecrets::default()),
+            Arc::new(FixedClock::at(1_800_000_000)),
+        )
+    }
+
+    /// A concrete path for a template: well-formed ids, a real operation.
+    fn concrete(path: &str) -> String {
+        path.replace("{connection_id}", "conn_drift")
+            .replace("{workflow_id}", "wf_drift")
+            .replace("{event_id}", "evt_drift")
+            .replace("{operation}", "find")
+    }
+
+    async fn answer(app: &App, method: &Method, path: &str, routes: Routes) -> (u16, String) {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Bytes::new())
+            .unwrap();
+        let resp = handle(app, req, routes).await;
+        let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+        (
+            resp.status().as_u16(),
+            body["error"]["message"].as_str().unwrap_or_default().into(),
+        )
+    }
+
+    /// Each table entry reaches a handler (not the router's 404 or 405);
+    /// every other method on its path is the router's JSON 405.
+    #[tokio::test]
+    async fn the_router_serves_exactly_the_table() {
+        let app = app();
+        for routes in [
+            Routes::Ingest,
+            Routes::Connections,
+            Routes::Actions("customers"),
+            Routes::All,
+        ] {
+            let table = route_table(routes);
+            for (method, path) in &table {
+                let uri = concrete(path);
+                let (status, message) = answer(&app, method, &uri, routes).await;
+                assert!(
+                    status != 405 && !message.starts_with("no route for"),
+                    "{routes:?}: {method} {path} is not routed ({status} {message})"
+                );
+                for other in [
+                    Method::GET,
+                    Method::POST,
+                    Method::PUT,
+                    Method::PATCH,
+                    Method::DELETE,
+                ] {
+                    if table.iter().any(|(m, p)| *m == other && p == path) {
+                        continue;
+                    }
+                    let (status, _) = answer(&app, &other, &uri, routes).await;
+                    assert_eq!(status, 405, "{routes:?}: {other} {path}");
+                }
+            }
+        }
+        // A function does not serve another's routes.
+        let (status, _) = answer(
+            &app,
+            &Method::POST,
+            "/webhooks/conn_drift",
+            Routes::Connections,
+        )
+        .await;
+        assert_eq!(status, 404);
+        let (status, _) = answer(
+            &app,
+            &Method::POST,
+            "/connections/conn_drift/actions/prices/find",
+            Routes::Actions("customers"),
+        )
+        .await;
+        assert_eq!(status, 404);
+    }
+
+    /// template.yaml routes each (method, path) to the function that serves
+    /// it, and routes all of them. `/health` is served by every router but
+    /// routed to connections-api only.
+    #[test]
+    fn template_yaml_routes_match_the_router() {
+        let text = include_str!("../../../../template.yaml");
+        // CloudFormation's short tags (!Ref, !Sub …) read as plain strings.
+        let text = text.replace(" !", " ");
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+        let resources = doc["Resources"].as_mapping().unwrap();
+        let mut all = Set::new();
+        for (_, resource) in resources {
+            let Some(events) = resource["Properties"]["Events"].as_mapping() else {
+                continue;
+            };
+            let binary = resource["Metadata"]["BuildProperties"]["Binary"]
+                .as_str()
+                .unwrap_or_default();
+            let mut served = Set::new();
+            for (_, event) in events {
+                if event["Type"].as_str() != Some("HttpApi") {
+                    continue;
+                }
+                let p = &event["Properties"];
+                served.insert((
+                    p["Method"].as_str().unwrap().to_uppercase(),
+                    p["Path"].as_str().unwrap().to_string(),
+                ));
+            }
+            if served.is_empty() {
+                continue;
+            }
+            let routes = match binary {
+                "webhook-ingest" => Routes::Ingest,
+                "connections-api" => Routes::Connections,
+                other => {
+                    let group = other.strip_prefix("actions-").unwrap_or_else(|| {
+                        panic!("{other} has HttpApi events but serves no routes")
+                    });
+                    Routes::Actions(
+                        catalog::GROUPS
+                            .iter()
+                            .find(|g| **g == group)
+                            .unwrap_or_else(|| panic!("no action group {group}")),
+                    )
+                }
+            };
+            let mut expected = table(routes);
+            if routes != Routes::Connections {
+                expected.remove(&("GET".into(), "/health".into()));
+            }
+            assert_eq!(served, expected, "{binary}: template.yaml vs its router");
+            all.extend(served);
+        }
+        assert_eq!(all, table(Routes::All), "template.yaml vs every route");
+    }
+
+    /// The README's route table lists every route, one per row, and no other.
+    #[test]
+    fn readme_route_table_matches_the_router() {
+        let readme = include_str!("../../../../README.md");
+        let section = readme
+            .split("## HTTP API")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .unwrap();
+        let listed: Set = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .filter_map(|route| route.split_once(' '))
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(listed, table(Routes::All));
     }
 }

@@ -1,0 +1,385 @@
+//! Connections: connect a Stripe account, rotate its key and webhook
+//! secrets, choose the triggers it stores, remove it.
+
+use http::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{endpoint, load, secrets_error, store_error};
+use crate::app::App;
+use crate::catalog;
+use crate::http::ApiError;
+use crate::ids::ConnectionId;
+use crate::model::{Connection, ConnectionSecrets, WebhookMode};
+use crate::stripe::{StripeClient, StripeError};
+
+/// How many webhook secrets verify at once during a rotation.
+const MAX_WEBHOOK_SECRETS: usize = 3;
+
+/// `POST /connections`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewConnection {
+    pub name: String,
+    pub api_key: SecretString,
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub webhook: Option<WebhookSetting>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
+pub enum WebhookSetting {
+    Managed,
+    Manual { secret: SecretString },
+}
+
+/// `PUT /connections/{id}/api-key`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKey {
+    pub api_key: SecretString,
+}
+
+/// `PUT /connections/{id}/webhook-secret`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhookSecret {
+    pub secret: SecretString,
+    /// Keep verifying with the previous secrets (default), or drop them.
+    #[serde(default = "yes")]
+    pub keep_previous: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `PUT /connections/{id}/triggers`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSet {
+    pub triggers: Vec<String>,
+}
+
+/// A connection as its caller may see it, with how many webhook secrets
+/// verify now (never the secrets).
+pub struct ConnectionView {
+    pub connection: Connection,
+    pub webhook_secrets: Option<usize>,
+}
+
+/// `sk_test_`, `sk_live_`, `rk_test_`, `rk_live_`, then Stripe's charset. The
+/// message never repeats the key.
+fn check_api_key(key: &SecretString) -> Result<SecretString, ApiError> {
+    let key = key.expose_secret().trim();
+    let prefix_ok = ["sk_test_", "sk_live_", "rk_test_", "rk_live_"]
+        .iter()
+        .any(|p| key.starts_with(p));
+    let tail_ok = key.len() > 8
+        && key.len() <= 255
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !prefix_ok || !tail_ok {
+        return Err(ApiError::invalid_param(
+            "api_key",
+            "api_key must be a Stripe secret or restricted key (sk_test_…, sk_live_…, rk_test_…, rk_live_…)",
+        ));
+    }
+    Ok(SecretString::from(key.to_string()))
+}
+
+fn check_webhook_secret(secret: &SecretString, param: &str) -> Result<SecretString, ApiError> {
+    let s = secret.expose_secret().trim();
+    let tail = s.strip_prefix("whsec_").unwrap_or_default();
+    if tail.is_empty()
+        || s.len() > 255
+        || !tail
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'+' || b == b'/' || b == b'=')
+    {
+        return Err(ApiError::invalid_param(
+            param,
+            format!("{param} must be a Stripe webhook signing secret (whsec_…)"),
+        ));
+    }
+    Ok(SecretString::from(s.to_string()))
+}
+
+/// `YYYY-MM-DD`, optionally `.name` in lowercase letters (`2024-09-30.acacia`).
+/// Checked byte by byte: no input, however malformed, is sliced.
+pub(crate) fn check_api_version(v: &str) -> Result<(), ApiError> {
+    let b = v.as_bytes();
+    let date = b.len() >= 10
+        && b[..10].iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    let suffix_ok = match b.get(10..) {
+        None | Some([]) => true,
+        Some([b'.', name @ ..]) => !name.is_empty() && name.iter().all(u8::is_ascii_lowercase),
+        Some(_) => false,
+    };
+    if !date || !suffix_ok {
+        return Err(ApiError::invalid_param(
+            "api_version",
+            "api_version must be a Stripe API version such as 2023-08-16",
+        ));
+    }
+    Ok(())
+}
+
+/// Asks Stripe who the key belongs to. A refusal is the caller's problem (422).
+async fn account_of(client: &StripeClient) -> Result<String, ApiError> {
+    match client.get("/v1/account", &json!({})).await {
+        Ok(account) => account["id"].as_str().map(str::to_string).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "stripe_error",
+                "Stripe's account has no id",
+            )
+        }),
+        Err(
+            e @ StripeError::Api {
+                status: 400..=499, ..
+            },
+        ) if e.status() != Some(429) => {
+            let mut err = ApiError::from(e);
+            err.status = StatusCode::UNPROCESSABLE_ENTITY;
+            err.kind = "invalid_api_key";
+            err.message = format!(
+                "Stripe refused the key: {}",
+                err.stripe
+                    .as_ref()
+                    .and_then(|s| s["message"].as_str())
+                    .unwrap_or("unauthorized")
+            );
+            err.param = Some("api_key".into());
+            Err(err)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Connects an account: input checked, key validated with Stripe, secrets
+/// stored, then the connection record.
+pub async fn create(app: &App, body: NewConnection) -> Result<ConnectionView, ApiError> {
+    let name = body.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::invalid_param(
+            "name",
+            "name must be 1 to 100 characters",
+        ));
+    }
+    let api_key = check_api_key(&body.api_key)?;
+    let api_version = body
+        .api_version
+        .unwrap_or_else(|| app.config.stripe_api_version.clone());
+    check_api_version(&api_version)?;
+    let (mode, webhook_secrets) = match body.webhook {
+        None | Some(WebhookSetting::Managed) => (WebhookMode::Managed, vec![]),
+        Some(WebhookSetting::Manual { secret }) => (
+            WebhookMode::Manual,
+            vec![check_webhook_secret(&secret, "webhook.secret")?],
+        ),
+    };
+    let account_id = account_of(&app.stripe(&api_key, &api_version)).await?;
+    let livemode = api_key.expose_secret().contains("_live_");
+    let now = app.clock.now();
+    let connection = Connection {
+        id: ConnectionId::generate().into(),
+        name,
+        account_id,
+        livemode,
+        api_version,
+        webhook_mode: mode,
+        webhook_endpoint_id: None,
+        triggers: vec![],
+        created_at: now,
+        updated_at: now,
+    };
+    let secrets = ConnectionSecrets {
+        target_secrets: Default::default(),
+        api_key,
+        webhook_secrets,
+    };
+    // Secrets first: a connection record never exists without its secrets.
+    app.secrets
+        .put_secrets(&connection.id, &secrets)
+        .await
+        .map_err(secrets_error)?;
+    app.connections
+        .insert_connection(&connection)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(connection = %connection.id, account = %connection.account_id, livemode, "connection created");
+    Ok(ConnectionView {
+        webhook_secrets: Some(secrets.webhook_secrets.len()),
+        connection,
+    })
+}
+
+pub async fn get(app: &App, id: &ConnectionId) -> Result<ConnectionView, ApiError> {
+    let (connection, secrets) = load(app, id).await?;
+    Ok(ConnectionView {
+        connection,
+        webhook_secrets: Some(secrets.webhook_secrets.len()),
+    })
+}
+
+pub async fn list(app: &App) -> Result<Vec<Connection>, ApiError> {
+    app.connections
+        .list_connections()
+        .await
+        .map_err(store_error)
+}
+
+/// Removes the connection, its managed endpoint in Stripe and its secrets.
+/// Answers whether the endpoint was deleted. Stripe unreachable → the error,
+/// unless `force`.
+pub async fn delete(app: &App, id: &ConnectionId, force: bool) -> Result<bool, ApiError> {
+    let (c, secrets) = load(app, id).await?;
+    let mut endpoint_deleted = false;
+    if let (WebhookMode::Managed, Some(endpoint)) = (c.webhook_mode, &c.webhook_endpoint_id) {
+        let stripe = app.stripe(&secrets.api_key, &c.api_version);
+        match endpoint::delete(&stripe, endpoint).await {
+            Ok(deleted) => endpoint_deleted = deleted,
+            Err(e) if force => {
+                tracing::warn!(connection = %c.id, error = %e, "endpoint not deleted; forced");
+            }
+            Err(e) => {
+                let mut err = ApiError::from(e);
+                err.message = format!(
+                    "could not delete the Stripe webhook endpoint ({}); retry, or pass ?force=true to delete the connection anyway",
+                    err.message
+                );
+                return Err(err);
+            }
+        }
+    }
+    app.connections
+        .delete_connection(id)
+        .await
+        .map_err(store_error)?;
+    app.secrets
+        .delete_secrets(id)
+        .await
+        .map_err(secrets_error)?;
+    tracing::info!(connection = %id, endpoint_deleted, "connection deleted");
+    Ok(endpoint_deleted)
+}
+
+/// Rotates the API key: same mode, same account, validated with Stripe first.
+pub async fn rotate_key(
+    app: &App,
+    id: &ConnectionId,
+    body: NewApiKey,
+) -> Result<ConnectionView, ApiError> {
+    let api_key = check_api_key(&body.api_key)?;
+    let (mut c, mut secrets) = load(app, id).await?;
+    if api_key.expose_secret().contains("_live_") != c.livemode {
+        return Err(ApiError::invalid_param(
+            "api_key",
+            "the new key's mode (test or live) differs from the connection's",
+        ));
+    }
+    let account = account_of(&app.stripe(&api_key, &c.api_version)).await?;
+    if account != c.account_id {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_api_key",
+            format!(
+                "the new key belongs to {account}, not to the connection's account {}",
+                c.account_id
+            ),
+        )
+        .with_param("api_key"));
+    }
+    secrets.api_key = api_key;
+    app.secrets
+        .put_secrets(id, &secrets)
+        .await
+        .map_err(secrets_error)?;
+    c.updated_at = app.clock.now();
+    app.connections
+        .update_connection(&c)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(connection = %id, "api key rotated");
+    Ok(ConnectionView {
+        connection: c,
+        webhook_secrets: Some(secrets.webhook_secrets.len()),
+    })
+}
+
+/// Adds a webhook secret first in line; the previous ones keep verifying
+/// (at most [`MAX_WEBHOOK_SECRETS`]) unless `keep_previous` is false.
+pub async fn set_webhook_secret(
+    app: &App,
+    id: &ConnectionId,
+    body: NewWebhookSecret,
+) -> Result<ConnectionView, ApiError> {
+    let secret = check_webhook_secret(&body.secret, "secret")?;
+    let (c, mut secrets) = load(app, id).await?;
+    let mut list = vec![secret.clone()];
+    if body.keep_previous {
+        list.extend(
+            secrets
+                .webhook_secrets
+                .iter()
+                .filter(|s| s.expose_secret() != secret.expose_secret())
+                .cloned(),
+        );
+    }
+    list.truncate(MAX_WEBHOOK_SECRETS);
+    secrets.webhook_secrets = list;
+    app.secrets
+        .put_secrets(id, &secrets)
+        .await
+        .map_err(secrets_error)?;
+    tracing::info!(connection = %id, active = secrets.webhook_secrets.len(), "webhook secrets changed");
+    Ok(ConnectionView {
+        connection: c,
+        webhook_secrets: Some(secrets.webhook_secrets.len()),
+    })
+}
+
+/// Sets the events stored even without a workflow; the managed endpoint
+/// follows.
+pub async fn set_triggers(
+    app: &App,
+    id: &ConnectionId,
+    body: TriggerSet,
+    base_url: &str,
+) -> Result<ConnectionView, ApiError> {
+    let mut triggers = Vec::new();
+    for (i, t) in body.triggers.iter().enumerate() {
+        if catalog::trigger(t).is_none() {
+            return Err(ApiError::invalid_param(
+                format!("triggers[{i}]"),
+                format!("unknown trigger {t:?}; see GET /catalog"),
+            ));
+        }
+        triggers.push(t.clone());
+    }
+    triggers.sort();
+    triggers.dedup();
+    let (mut c, mut secrets) = load(app, id).await?;
+    c.triggers = triggers;
+    if c.webhook_mode == WebhookMode::Managed {
+        endpoint::sync(app, &mut c, &mut secrets, base_url).await?;
+    }
+    c.updated_at = app.clock.now();
+    app.connections
+        .update_connection(&c)
+        .await
+        .map_err(store_error)?;
+    Ok(ConnectionView {
+        connection: c,
+        webhook_secrets: Some(secrets.webhook_secrets.len()),
+    })
+}

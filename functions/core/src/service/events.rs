@@ -1,0 +1,101 @@
+//! Stored events: list, read one, replay one as new runs.
+
+use serde_json::{Value, json};
+
+use super::{connection, store_error, workflows};
+use crate::app::App;
+use crate::catalog;
+use crate::http::ApiError;
+use crate::ids::{self, ConnectionId, EventId, WorkflowId};
+use crate::model::StoredEvent;
+use crate::ports::EventQuery;
+use crate::workflow::engine::Engine;
+use crate::workflow::run::Run;
+
+/// A page of events, newest first, and whether more follow.
+pub async fn list(
+    app: &App,
+    conn: &ConnectionId,
+    event_type: Option<String>,
+    starting_after: Option<String>,
+    limit: usize,
+) -> Result<(Vec<StoredEvent>, bool), ApiError> {
+    if let Some(t) = &event_type {
+        if catalog::trigger(t).is_none() && t.len() > 100 {
+            return Err(ApiError::invalid_param("type", "type is not an event type"));
+        }
+    }
+    if let Some(s) = &starting_after {
+        if !ids::is_id(s, "evt_") {
+            return Err(ApiError::invalid_param(
+                "starting_after",
+                "starting_after must be an event id (evt_…)",
+            ));
+        }
+    }
+    connection(app, conn).await?;
+    let query = EventQuery {
+        event_type,
+        limit: limit + 1,
+        starting_after,
+    };
+    let mut events = app
+        .events
+        .list_events(conn, &query)
+        .await
+        .map_err(store_error)?;
+    let has_more = events.len() > limit;
+    events.truncate(limit);
+    Ok((events, has_more))
+}
+
+pub async fn get(app: &App, conn: &ConnectionId, id: &EventId) -> Result<StoredEvent, ApiError> {
+    app.events
+        .get_event(conn, id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found("unknown event"))
+}
+
+/// Runs a stored event again as new runs — for every enabled workflow it
+/// matches, or for the one named. Each replay is a new try (its own
+/// idempotency keys and target message id). The runs are due at once: the
+/// scheduler (the dev server's timer) carries them out.
+pub async fn replay(
+    app: &App,
+    conn: &ConnectionId,
+    event_id: &EventId,
+    only: Option<String>,
+) -> Result<Vec<Run>, ApiError> {
+    let only = match only {
+        None => None,
+        Some(w) => Some(WorkflowId::try_from(w).map_err(|_| {
+            ApiError::invalid_param("workflow", "workflow must be a workflow id (wf_…)")
+        })?),
+    };
+    connection(app, conn).await?;
+    let event = get(app, conn, event_id).await?;
+    let matching = match &only {
+        Some(wid) => vec![workflows::get(app, conn, wid).await?],
+        None => {
+            let body = match &event.body {
+                Some(b) => serde_json::from_str(b).unwrap_or(Value::Null),
+                None => json!({"id": event.event_id, "type": event.event_type}),
+            };
+            Engine::new(app, "replay")
+                .matching(&event, &body)
+                .await
+                .map_err(store_error)?
+        }
+    };
+    let now = app.clock.now();
+    let mut made = Vec::new();
+    for w in matching {
+        let mut run = Run::new(conn, &event.event_id, &w.id, now);
+        run.replay = Some(ids::new_id("rpl_"));
+        app.runs.create_run(&run).await.map_err(store_error)?;
+        made.push(run);
+    }
+    tracing::info!(connection = %conn, event_id = %event_id, runs = made.len(), "event replayed");
+    Ok(made)
+}

@@ -1,0 +1,156 @@
+//! Ingest: verify a Stripe delivery, then store it once. The same code in
+//! both hosts; what happens after a new event is stored (the table's stream
+//! in AWS, an in-process queue on the dev server) is the event store's
+//! business, not ingest's.
+
+use serde::Deserialize;
+
+use crate::adapters::dynamo::MAX_STORED_BODY;
+use crate::app::App;
+use crate::http::ApiError;
+use crate::ids::{self, ConnectionId};
+use crate::model::{Connection, InsertOutcome, StoredEvent};
+use crate::webhook::{self, DEFAULT_TOLERANCE_SECS};
+
+/// How long a stored event is kept.
+pub const EVENT_RETENTION_SECS: i64 = 30 * 24 * 3600;
+
+/// The part of a Stripe event the connector reads; the rest stays raw.
+#[derive(Deserialize)]
+struct Envelope {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    created: i64,
+    livemode: bool,
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    account: Option<String>,
+}
+
+/// A delivery whose signature matched one of the connection's webhook
+/// secrets, whose body is a Stripe event and whose mode is the connection's.
+pub struct VerifiedEvent {
+    connection: Connection,
+    envelope: Envelope,
+    body: bytes::Bytes,
+}
+
+/// Checks one delivery: unknown connection → 404; bad or missing signature,
+/// a body that is not a Stripe event, or a live event on a test connection
+/// (or the reverse) → 400. Reads only; nothing is stored.
+pub async fn verify(
+    app: &App,
+    connection_id: &ConnectionId,
+    signature: Option<&http::HeaderValue>,
+    body: bytes::Bytes,
+) -> Result<VerifiedEvent, ApiError> {
+    let (connection, secrets) = tokio::join!(
+        app.connections.get_connection(connection_id),
+        app.secrets.get_secrets(connection_id)
+    );
+    let connection = connection
+        .map_err(|e| ApiError::service_unavailable("could not read the connection", &e))?
+        .ok_or_else(|| ApiError::not_found("unknown connection"))?;
+    let secrets = secrets
+        .map_err(|e| ApiError::service_unavailable("could not read the webhook secrets", &e))?
+        .map(|s| s.webhook_secrets)
+        .unwrap_or_default();
+    let header =
+        match signature {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| {
+                signature_error(webhook::SignatureError::MalformedHeader("not ASCII"))
+            })?),
+        };
+    webhook::verify(
+        &body,
+        header,
+        &secrets,
+        app.clock.now(),
+        DEFAULT_TOLERANCE_SECS,
+    )
+    .map_err(signature_error)?;
+
+    let envelope: Envelope = serde_json::from_slice(&body)
+        .map_err(|e| invalid_event(format!("body is not a Stripe event: {e}")))?;
+    if !ids::is_id(&envelope.id, "evt_") {
+        return Err(invalid_event("event id must look like evt_…").with_param("id"));
+    }
+    if envelope.event_type.is_empty()
+        || envelope.event_type.len() > 100
+        || !envelope
+            .event_type
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')
+    {
+        return Err(invalid_event("event type is not a Stripe event type").with_param("type"));
+    }
+    if envelope.livemode != connection.livemode {
+        return Err(ApiError::new(
+            http::StatusCode::BAD_REQUEST,
+            "livemode_mismatch",
+            format!(
+                "a {} event was sent to a {} connection",
+                if envelope.livemode { "live" } else { "test" },
+                if connection.livemode { "live" } else { "test" }
+            ),
+        ));
+    }
+    Ok(VerifiedEvent {
+        connection,
+        envelope,
+        body,
+    })
+}
+
+/// Stores a verified event unless (connection, event id) is stored already;
+/// answers whether it was a duplicate. An event too large for one record is
+/// stored without its body (fetched from Stripe when a run needs it).
+pub async fn store(app: &App, verified: VerifiedEvent) -> Result<bool, ApiError> {
+    let VerifiedEvent {
+        connection,
+        envelope,
+        body,
+    } = verified;
+    let now = app.clock.now();
+    let too_large = body.len() > MAX_STORED_BODY;
+    let event = StoredEvent {
+        connection_id: connection.id,
+        event_id: envelope.id,
+        event_type: envelope.event_type,
+        created: envelope.created,
+        livemode: envelope.livemode,
+        api_version: envelope.api_version,
+        account: envelope.account,
+        // JSON that parsed is UTF-8.
+        body: if too_large {
+            None
+        } else {
+            Some(String::from_utf8_lossy(&body).into_owned())
+        },
+        body_omitted: too_large,
+        received_at: now,
+        expires_at: now + EVENT_RETENTION_SECS,
+    };
+    let outcome = app
+        .events
+        .insert_event(&event)
+        .await
+        .map_err(|e| ApiError::service_unavailable("could not store the event", &e))?;
+    let duplicate = outcome == InsertOutcome::Duplicate;
+    tracing::info!(
+        connection = %event.connection_id, event_id = %event.event_id, event_type = %event.event_type,
+        duplicate, body_omitted = too_large, "webhook received"
+    );
+    Ok(duplicate)
+}
+
+fn invalid_event(message: impl Into<String>) -> ApiError {
+    ApiError::new(http::StatusCode::BAD_REQUEST, "invalid_event", message)
+}
+
+fn signature_error(e: webhook::SignatureError) -> ApiError {
+    ApiError::new(http::StatusCode::BAD_REQUEST, e.code(), e.to_string())
+}

@@ -1,0 +1,58 @@
+//! Runs of a connection, filtered and listed.
+
+use serde_json::json;
+
+use super::{load, store_error};
+use crate::app::App;
+use crate::http::ApiError;
+use crate::ids::{self, ConnectionId};
+use crate::ports::RunQuery;
+use crate::workflow::run::{Run, RunStatus};
+
+/// Runs filtered by status, event and workflow (each checked first).
+pub async fn list(
+    app: &App,
+    conn: &ConnectionId,
+    status: Option<String>,
+    event_id: Option<String>,
+    workflow_id: Option<String>,
+    limit: usize,
+) -> Result<Vec<Run>, ApiError> {
+    let status = match status {
+        None => None,
+        Some(s) => Some(serde_json::from_value::<RunStatus>(json!(s)).map_err(|_| {
+            ApiError::invalid_param(
+                "status",
+                "status must be pending, running, succeeded, retrying or dead",
+            )
+        })?),
+    };
+    if event_id.as_deref().is_some_and(|e| !ids::is_id(e, "evt_")) {
+        return Err(ApiError::invalid_param(
+            "event_id",
+            "event_id must be an event id (evt_…)",
+        ));
+    }
+    if workflow_id
+        .as_deref()
+        .is_some_and(|w| !ids::is_id(w, "wf_"))
+    {
+        return Err(ApiError::invalid_param(
+            "workflow_id",
+            "workflow_id must be a workflow id (wf_…)",
+        ));
+    }
+    load(app, conn).await?;
+    app.runs
+        .list_runs(
+            conn,
+            &RunQuery {
+                status,
+                event_id,
+                workflow_id,
+                limit,
+            },
+        )
+        .await
+        .map_err(store_error)
+}

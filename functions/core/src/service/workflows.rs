@@ -1,0 +1,300 @@
+//! Workflows of a connection: create (checked against the trigger's sample
+//! event), read, switch on or off, delete, test-run. The managed Stripe
+//! endpoint follows the enabled workflows.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{endpoint, load, secrets_error, store_error};
+use crate::app::App;
+use crate::catalog::{self, Kind};
+use crate::http::ApiError;
+use crate::ids::{ConnectionId, EventId, WorkflowId};
+use crate::model::{Step, Target, Workflow};
+use crate::workflow::engine::Engine;
+use crate::workflow::{filter, signing, template};
+
+const MAX_STEPS: usize = 10;
+
+/// `POST /connections/{id}/workflows`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWorkflow {
+    pub trigger: String,
+    #[serde(default)]
+    pub filter: Map<String, Value>,
+    #[serde(default)]
+    pub target: Option<TargetBody>,
+    #[serde(default)]
+    pub steps: Vec<StepBody>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetBody {
+    pub url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepBody {
+    pub action: String,
+    #[serde(default = "empty_object")]
+    pub input: Value,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+/// `PATCH …/workflows/{wid}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowPatch {
+    pub enabled: bool,
+}
+
+/// `POST …/workflows/{wid}/test`: a stored event, or the trigger's sample.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TestRun {
+    #[serde(default)]
+    pub event_id: Option<String>,
+}
+
+pub async fn get(app: &App, conn: &ConnectionId, wid: &WorkflowId) -> Result<Workflow, ApiError> {
+    app.workflows
+        .get_workflow(conn, wid)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found("unknown workflow"))
+}
+
+/// Checks a workflow as a user wrote it: known trigger and actions,
+/// well-formed filter and templates, and each step's input valid for its
+/// action once templates are filled from the trigger's sample event and
+/// sample results of the earlier steps.
+fn check(body: &NewWorkflow) -> Result<(), ApiError> {
+    if body.trigger != "*" && catalog::trigger(&body.trigger).is_none() {
+        return Err(ApiError::invalid_param(
+            "trigger",
+            format!(
+                "unknown trigger {:?}; see GET /catalog, or use * for every event",
+                body.trigger
+            ),
+        ));
+    }
+    if body.target.is_none() && body.steps.is_empty() {
+        return Err(ApiError::invalid_param(
+            "steps",
+            "a workflow needs a target, steps, or both",
+        ));
+    }
+    filter::check(&body.filter).map_err(|e| ApiError::invalid_param("filter", e.to_string()))?;
+    if let Some(target) = &body.target {
+        catalog::check_value(&Kind::Url, &json!(target.url), "target.url")?;
+    }
+    if body.steps.len() > MAX_STEPS {
+        return Err(ApiError::invalid_param(
+            "steps",
+            format!("a workflow has at most {MAX_STEPS} steps"),
+        ));
+    }
+    let sample = catalog::sample_event(if body.trigger == "*" {
+        ""
+    } else {
+        &body.trigger
+    });
+    let mut results = Vec::new();
+    for (i, step) in body.steps.iter().enumerate() {
+        let param = format!("steps[{i}]");
+        let action = catalog::action_by_key(&step.action).ok_or_else(|| {
+            ApiError::invalid_param(
+                format!("{param}.action"),
+                format!("unknown action {:?}; see GET /catalog", step.action),
+            )
+        })?;
+        let paths = template::paths(&step.input)
+            .map_err(|e| ApiError::invalid_param(format!("{param}.input"), e.to_string()))?;
+        for path in &paths {
+            if let Some(n) = path
+                .strip_prefix("steps.")
+                .and_then(|r| r.split('.').next())
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                if n >= i {
+                    return Err(ApiError::invalid_param(
+                        format!("{param}.input"),
+                        format!("{{{{{path}}}}} reads a step that has not run yet"),
+                    ));
+                }
+            }
+        }
+        let context = json!({"event": sample, "steps": results});
+        match template::render(&step.input, &context) {
+            Ok(filled) => catalog::validate(action, &filled)
+                .map(|_| ())
+                .map_err(|mut e| {
+                    e.param = Some(
+                        format!("{param}.input.{}", e.param.unwrap_or_default())
+                            .trim_end_matches('.')
+                            .to_string(),
+                    );
+                    e.message = format!("with the sample {} event: {}", body.trigger, e.message);
+                    e
+                })?,
+            // With `*` the event's shape is not known in advance.
+            Err(template::TemplateError::Missing(_)) if body.trigger == "*" => {}
+            Err(e) => {
+                return Err(ApiError::invalid_param(
+                    format!("{param}.input"),
+                    format!("{e} (checked with the sample {} event)", body.trigger),
+                ));
+            }
+        }
+        results.push(catalog::sample_result(action));
+    }
+    Ok(())
+}
+
+/// Creates a workflow: checked, its target secret stored, the endpoint
+/// synced. Answers the workflow and, for a target, its signing secret
+/// (shown this once).
+pub async fn create(
+    app: &App,
+    conn: &ConnectionId,
+    body: NewWorkflow,
+    base_url: &str,
+) -> Result<(Workflow, Option<String>), ApiError> {
+    check(&body)?;
+    let (mut connection, mut secrets) = load(app, conn).await?;
+    let now = app.clock.now();
+    let workflow = Workflow {
+        id: WorkflowId::generate().into(),
+        connection_id: conn.to_string(),
+        trigger: body.trigger,
+        filter: body.filter,
+        target: body.target.map(|t| Target { url: t.url }),
+        steps: body
+            .steps
+            .into_iter()
+            .map(|s| Step {
+                action: s.action,
+                input: s.input,
+            })
+            .collect(),
+        enabled: body.enabled,
+        created_at: now,
+        updated_at: now,
+    };
+    let target_secret = workflow.target.as_ref().map(|_| signing::generate_secret());
+    if let Some(secret) = &target_secret {
+        secrets
+            .target_secrets
+            .insert(workflow.id.clone(), SecretString::from(secret.clone()));
+        app.secrets
+            .put_secrets(conn, &secrets)
+            .await
+            .map_err(secrets_error)?;
+    }
+    app.workflows
+        .insert_workflow(&workflow)
+        .await
+        .map_err(store_error)?;
+    endpoint::resync(app, &mut connection, &mut secrets, base_url).await?;
+    tracing::info!(connection = %conn, workflow = %workflow.id, trigger = %workflow.trigger, "workflow created");
+    Ok((workflow, target_secret))
+}
+
+pub async fn list(app: &App, conn: &ConnectionId) -> Result<Vec<Workflow>, ApiError> {
+    load(app, conn).await?;
+    app.workflows
+        .list_workflows(conn)
+        .await
+        .map_err(store_error)
+}
+
+pub async fn patch(
+    app: &App,
+    conn: &ConnectionId,
+    wid: &WorkflowId,
+    body: WorkflowPatch,
+    base_url: &str,
+) -> Result<Workflow, ApiError> {
+    let (mut connection, mut secrets) = load(app, conn).await?;
+    let mut workflow = get(app, conn, wid).await?;
+    workflow.enabled = body.enabled;
+    workflow.updated_at = app.clock.now();
+    app.workflows
+        .update_workflow(&workflow)
+        .await
+        .map_err(store_error)?;
+    endpoint::resync(app, &mut connection, &mut secrets, base_url).await?;
+    Ok(workflow)
+}
+
+pub async fn delete(
+    app: &App,
+    conn: &ConnectionId,
+    wid: &WorkflowId,
+    base_url: &str,
+) -> Result<(), ApiError> {
+    let (mut connection, mut secrets) = load(app, conn).await?;
+    get(app, conn, wid).await?;
+    app.workflows
+        .delete_workflow(conn, wid)
+        .await
+        .map_err(store_error)?;
+    if secrets.target_secrets.remove(wid.as_str()).is_some() {
+        app.secrets
+            .put_secrets(conn, &secrets)
+            .await
+            .map_err(secrets_error)?;
+    }
+    endpoint::resync(app, &mut connection, &mut secrets, base_url).await
+}
+
+/// Runs the workflow once now on a stored event or the trigger's sample;
+/// answers each step's resolved input and result. Stores no run.
+pub async fn test(
+    app: &App,
+    conn: &ConnectionId,
+    wid: &WorkflowId,
+    body: TestRun,
+) -> Result<Value, ApiError> {
+    let workflow = get(app, conn, wid).await?;
+    let event = match body.event_id {
+        Some(id) => {
+            let id = EventId::try_from(id).map_err(|_| {
+                ApiError::invalid_param("event_id", "event_id must be an event id (evt_…)")
+            })?;
+            let stored = app
+                .events
+                .get_event(conn, &id)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| ApiError::not_found("unknown event"))?;
+            stored
+                .body
+                .as_deref()
+                .and_then(|b| serde_json::from_str(b).ok())
+                .unwrap_or(json!({"id": stored.event_id, "type": stored.event_type}))
+        }
+        None => catalog::sample_event(if workflow.trigger == "*" {
+            "customer.created"
+        } else {
+            &workflow.trigger
+        }),
+    };
+    Engine::new(app, "test")
+        .dry_run(&workflow, &event)
+        .await
+        .map_err(|e| ApiError::internal("the test run failed", &e))
+}
