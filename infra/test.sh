@@ -2,7 +2,7 @@
 # The test command. On a fresh machine it installs what the tests need into
 # .venv (moto server, localstripe, cfn-lint), starts moto and localstripe on
 # 127.0.0.1 on free ports, runs every Rust test against them, lints
-# template.yaml, and stops the servers whatever happens.
+# template.yaml, gates on fmt and clippy, and stops the servers whatever happens.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -15,6 +15,8 @@ start_localstripe
 echo "== moto on $AWS_ENDPOINT_URL, localstripe on $LOCALSTRIPE_URL"
 status=0
 cargo fmt --all -- --check || { echo "cargo fmt --all would change files" >&2; status=1; }
+echo "== cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings || status=1
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else

@@ -1,5 +1,6 @@
 //! Each action Lambda, fed its events/ fixture through the Lambda conversion:
 //! it runs its own group's actions and no other route.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
 //! Actions through the dev server's HTTP route against localstripe, where it
 //! implements the call: the object really changes in a stateful Stripe.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use connector_core::model::{Connection, ConnectionSecrets, WebhookMode};
 use integration_tests::{Running, localstripe, start};

@@ -1,6 +1,7 @@
 //! End to end on the dev server: connect an account, let localstripe send
 //! real signed webhooks, see each event stored once; redeliveries, auth and
 //! restarts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use std::time::Duration;
 

@@ -6,6 +6,7 @@
 //!   handler runs its scenarios against moto through SDK clients that record
 //!   every call, and the recorded (action, resource) pairs must equal the
 //!   pairs its policy grants.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

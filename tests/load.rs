@@ -3,6 +3,7 @@
 //! connection with 3 workflows → exactly 1,400 events and 4,200 runs, each
 //! succeeded once, each target message delivered once. Run on the embedded
 //! store and on DynamoDB (moto) through the real SDK.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -120,9 +121,9 @@ async fn load(server: Running, target: MockServer, conn: &str, scale: usize) {
                     let (status, out) = server.post_webhook(&conn, &body, &sig).await;
                     assert_eq!(status, 200, "{out}");
                     if out["duplicate"] == true {
-                        dupes += 1
+                        dupes += 1;
                     } else {
-                        fresh += 1
+                        fresh += 1;
                     }
                 }
                 (fresh, dupes)

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support: a failed set-up should stop the test
 //! Helpers for the end-to-end tests: a dev server in-process on a free
 //! loopback port, over a fresh data directory, with a Stripe mock for what
 //! localstripe lacks (`GET /v1/account`).

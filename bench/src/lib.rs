@@ -1,3 +1,10 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)] // benchmark harnesses: a failed set-up should stop the run
 //! Shared pieces of the harnesses: finding the release binaries, reading a
 //! process's peak RSS, and summarising latencies.
 

@@ -10,6 +10,7 @@
 //! local stub that answers at once, also timed. Reported: the total, the time
 //! spent waiting on those services, the function's own time (total minus that
 //! wait) and the zipped size of the binary as `bootstrap`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -106,14 +107,14 @@ async fn timing_proxy(upstream: String, wait: Arc<Wait>) -> SocketAddr {
             let body = body
                 .collect()
                 .await
-                .map(|b| b.to_bytes())
+                .map(http_body_util::Collected::to_bytes)
                 .unwrap_or_default();
             let url = format!(
                 "{upstream}{}",
                 parts
                     .uri
                     .path_and_query()
-                    .map(|p| p.as_str())
+                    .map(http::uri::PathAndQuery::as_str)
                     .unwrap_or("/")
             );
             let mut headers = parts.headers.clone();
@@ -132,7 +133,7 @@ async fn timing_proxy(upstream: String, wait: Arc<Wait>) -> SocketAddr {
                     let bytes = r.bytes().await.unwrap_or_default();
                     let mut out = http::Response::new(Full::new(bytes));
                     *out.status_mut() = status;
-                    for (k, v) in headers.iter() {
+                    for (k, v) in &headers {
                         if k != http::header::TRANSFER_ENCODING && k != http::header::CONTENT_LENGTH
                         {
                             out.headers_mut().insert(k, v.clone());
@@ -223,7 +224,7 @@ async fn runtime_api(slot: Arc<Mutex<Option<Invocations>>>) -> SocketAddr {
                 .into_body()
                 .collect()
                 .await
-                .map(|b| b.to_bytes())
+                .map(http_body_util::Collected::to_bytes)
                 .unwrap_or_default();
             if let Some(inv) = slot.lock().expect("slot").as_ref() {
                 let _ = inv.done.send((at, ok, body));

@@ -9,6 +9,7 @@
 //! billed too; 4 KB per strongly consistent read unit). Durations per
 //! invocation come from the flags (`--ingest-ms`, `--fanout-ms`, warm medians
 //! measured by `infra/bench.sh coldstart`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -9,6 +9,13 @@
 //! Reports requests/s, p50/p99 latency and the server's peak RSS, and fails
 //! unless every request got a 200, every event was reported new exactly
 //! once, and the store holds exactly the unique events.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)] // a test or harness: failing loudly is the point
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

@@ -1,5 +1,6 @@
 //! The connections API against an in-process Stripe mock: what it sends to
 //! Stripe, what it stores, and what it answers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -502,7 +503,7 @@ async fn webhook_secret_rotation_keeps_then_drops_the_old_one() {
     let list: Vec<&str> = s
         .webhook_secrets
         .iter()
-        .map(|x| x.expose_secret())
+        .map(secrecy::ExposeSecret::expose_secret)
         .collect();
     assert_eq!(list, ["whsec_new", "whsec_old"]);
     let (_, out) = env

@@ -1,6 +1,7 @@
 //! Workflows through the connections API, with Stripe mocked: what is
 //! refused at creation, what the managed endpoint subscribes to, the test
 //! run, and the runs a workflow makes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! Verify one signed ~2 KB event: `cargo bench -p connector-core --bench webhook_verify`.
 //! The figure goes in docs/benchmarks.md.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use connector_core::webhook::{sign_header, verify};
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
@@ -31,8 +32,8 @@ fn bench(c: &mut Criterion) {
                 now,
                 300,
             )
-            .unwrap()
-        })
+            .unwrap();
+        });
     });
 }
 

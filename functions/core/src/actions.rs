@@ -239,7 +239,7 @@ fn not_a_draft(action: &Action, id: &str, status: &str, stripe: Option<Value>) -
         "invoice_not_draft",
         format!("invoice {id} is {status}: only draft invoices can be {verb}{hint}"),
     );
-    e.stripe = stripe;
+    e.stripe = stripe.map(Box::new);
     e
 }
 
@@ -270,7 +270,7 @@ fn refine(action: &Action, mut e: ApiError) -> ApiError {
         ("invoices.update" | "invoices.delete", _)
             if lower.contains("draft") || code == "invoice_not_editable" =>
         {
-            return not_a_draft(action, "", "not a draft", Some(stripe)).with_message(message);
+            return not_a_draft(action, "", "not a draft", Some(*stripe)).with_message(message);
         }
         _ => {}
     }

@@ -75,7 +75,7 @@ impl Config {
                 get("CONNECTOR_DATA_DIR").unwrap_or_else(|| "./.connector".to_string()),
             ),
             api_token: get("CONNECTOR_API_TOKEN").map(SecretString::from),
-            stripe_max_retries: number("STRIPE_MAX_RETRIES", 2)? as u32,
+            stripe_max_retries: u32::try_from(number("STRIPE_MAX_RETRIES", 2)?).unwrap_or(u32::MAX),
             stripe_timeout: Duration::from_secs(number("STRIPE_TIMEOUT_SECS", 20)?),
         })
     }

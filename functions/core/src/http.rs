@@ -23,7 +23,8 @@ pub struct ApiError {
     pub kind: &'static str,
     pub message: String,
     pub param: Option<String>,
-    pub stripe: Option<Value>,
+    /// Boxed: it is rare, and keeps `Result<_, ApiError>` small.
+    pub stripe: Option<Box<Value>>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -106,7 +107,7 @@ impl ApiError {
             error["param"] = json!(param);
         }
         if let Some(stripe) = &self.stripe {
-            error["stripe"] = stripe.clone();
+            error["stripe"] = (**stripe).clone();
         }
         json_response(self.status, &json!({ "error": error }))
     }
@@ -152,7 +153,7 @@ impl From<StripeError> for ApiError {
                     kind,
                     message,
                     param: error.param.clone(),
-                    stripe: Some(stripe),
+                    stripe: Some(Box::new(stripe)),
                 }
             }
             StripeError::Decode { status, .. } => {
@@ -166,7 +167,9 @@ impl From<StripeError> for ApiError {
                     "stripe_unavailable",
                     format!("Stripe answered HTTP {status} with a body that is not Stripe's JSON"),
                 );
-                e.stripe = Some(json!({"status": status, "request_id": request_id}));
+                e.stripe = Some(Box::new(
+                    json!({"status": status, "request_id": request_id}),
+                ));
                 e
             }
             StripeError::Timeout(d) => ApiError::new(

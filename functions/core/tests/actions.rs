@@ -1,6 +1,7 @@
 //! Every action: the exact Stripe request(s) it sends, a bad input that is
 //! refused with nothing sent, what it may send checked against Stripe's
 //! OpenAPI spec, and Stripe's refusals passed on with their meaning.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -625,7 +626,7 @@ fn every_trigger_is_an_event_stripe_can_send() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    for t in TRIGGERS.iter() {
+    for t in &TRIGGERS {
         assert!(
             events.contains(&t.key),
             "{} is not in enabled_events",

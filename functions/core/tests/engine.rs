@@ -1,6 +1,7 @@
 //! Fan-out and run execution against in-process mocks of Stripe and of a
 //! workflow target: exactly once, retried on schedule, taken over after a
 //! dead worker's lease, nothing repeated.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use std::sync::Arc;
 use std::time::Duration;

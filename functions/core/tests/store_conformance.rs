@@ -1,6 +1,7 @@
 //! One conformance suite, run against every store adapter: in-memory,
 //! embedded SQLite, and DynamoDB on moto through the real SDK. Same inputs,
 //! same answers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 mod support;
 

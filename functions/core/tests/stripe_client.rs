@@ -1,5 +1,6 @@
 //! The Stripe client's wire format and retry rules, checked against an
 //! in-process HTTP mock, and a real round trip against localstripe.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

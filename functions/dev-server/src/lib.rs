@@ -190,7 +190,7 @@ impl DevServer {
                     Err(e) => {
                         // Out of file descriptors and the like: wait, doubling
                         // up to a second, instead of spinning on the error.
-                        tracing::warn!(error = %e, wait_ms = backoff.as_millis() as u64, "accept failed");
+                        tracing::warn!(error = %e, wait_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX), "accept failed");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(1));
                         continue;

@@ -1,4 +1,5 @@
 //! One scheduler tick takes on the runs that are due, and only those.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
 //! The ingest handler, fed API Gateway HTTP API (v2) fixtures from events/
 //! (made by infra/gen_fixtures.py) through the same conversion the Lambda uses.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use std::sync::{Arc, Mutex};
 

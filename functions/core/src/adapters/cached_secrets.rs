@@ -27,7 +27,10 @@ impl<S> CachedSecrets<S> {
     }
 
     fn remember(&self, id: &str, value: Option<ConnectionSecrets>) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         cache.insert(id.to_string(), (Instant::now(), value));
     }
 }
@@ -36,7 +39,10 @@ impl<S> CachedSecrets<S> {
 impl<S: SecretStore> SecretStore for CachedSecrets<S> {
     async fn get_secrets(&self, id: &str) -> Result<Option<ConnectionSecrets>, SecretsError> {
         {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = self
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some((at, value)) = cache.get(id) {
                 if at.elapsed() < self.ttl {
                     return Ok(value.clone());

@@ -282,7 +282,7 @@ impl EventStore for DynamoStore {
             Err(err)
                 if err
                     .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                    .is_some_and(aws_sdk_dynamodb::operation::put_item::PutItemError::is_conditional_check_failed_exception) =>
             {
                 Ok(InsertOutcome::Duplicate)
             }
@@ -328,7 +328,7 @@ impl EventStore for DynamoStore {
                 .key_condition_expression("gsi1pk = :p")
                 .expression_attribute_values(":p", s(format!("EVTS#{connection_id}")))
                 .scan_index_forward(false)
-                .limit((query.limit - out.len()).clamp(1, 100) as i32)
+                .limit(i32::try_from((query.limit - out.len()).clamp(1, 100)).unwrap_or(100))
                 .set_exclusive_start_key(start.take());
             if let Some(t) = &query.event_type {
                 q = q
@@ -454,7 +454,7 @@ impl DynamoStore {
             Ok(_) => Ok(true),
             Err(e)
                 if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                    .is_some_and(aws_sdk_dynamodb::operation::put_item::PutItemError::is_conditional_check_failed_exception) =>
             {
                 Ok(false)
             }
@@ -572,7 +572,7 @@ impl RunStore for DynamoStore {
             .expression_attribute_values(":p", s(DUE_INDEX_PK))
             // Every key due at `now` sorts before "{now}#~" ('~' follows id characters).
             .expression_attribute_values(":t", s(format!("{}~", sort_time(now, ""))))
-            .limit(limit.clamp(1, 1000) as i32)
+            .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
             .send()
             .await
             .map_err(sdk_error)?;

@@ -65,7 +65,10 @@ impl LocalSecretsFile {
         let Some(stamp) = stamp else {
             return Ok(Arc::default());
         };
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((seen, map)) = cache.as_ref()
             && *seen == stamp
         {

@@ -48,7 +48,7 @@ impl SecretStore for SecretsManagerStore {
             }
             Err(e)
                 if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+                    .is_some_and(aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError::is_resource_not_found_exception) =>
             {
                 Ok(None)
             }
@@ -72,7 +72,7 @@ impl SecretStore for SecretsManagerStore {
                 Ok(_) => return Ok(()),
                 Err(e)
                     if e.as_service_error()
-                        .is_some_and(|e| e.is_resource_not_found_exception()) => {}
+                        .is_some_and(aws_sdk_secretsmanager::operation::put_secret_value::PutSecretValueError::is_resource_not_found_exception) => {}
                 Err(e) => return Err(unavailable(e)),
             }
             match self
@@ -89,7 +89,7 @@ impl SecretStore for SecretsManagerStore {
                 Ok(_) => return Ok(()),
                 Err(e)
                     if e.as_service_error()
-                        .is_some_and(|e| e.is_resource_exists_exception()) =>
+                        .is_some_and(aws_sdk_secretsmanager::operation::create_secret::CreateSecretError::is_resource_exists_exception) =>
                 {
                     continue;
                 }
@@ -113,7 +113,7 @@ impl SecretStore for SecretsManagerStore {
             Ok(_) => Ok(()),
             Err(e)
                 if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+                    .is_some_and(aws_sdk_secretsmanager::operation::delete_secret::DeleteSecretError::is_resource_not_found_exception) =>
             {
                 Ok(())
             }

@@ -170,7 +170,11 @@ impl SqliteStore {
         f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let readers = &self.readers;
-        let pooled = readers.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let pooled = readers
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
         let db = match pooled {
             Some(db) => db,
             None => {
@@ -184,7 +188,7 @@ impl SqliteStore {
         readers
             .idle
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(db);
         out
     }

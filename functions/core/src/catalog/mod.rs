@@ -204,7 +204,7 @@ pub fn markdown() -> String {
     let mut out = String::from(
         "# Catalog\n\nGenerated from `functions/core/src/catalog` (`cargo run -p connector-core --example catalog_md > docs/catalog.md`); a test fails when this file and the code differ.\n\n## Triggers (25)\n\n| key | name | group |\n|---|---|---|\n",
     );
-    for t in TRIGGERS.iter() {
+    for t in &TRIGGERS {
         out.push_str(&format!(
             "| `{}` | {} | {} |\n",
             t.key, t.display_name, t.group
@@ -235,7 +235,7 @@ mod tests {
 
     #[test]
     fn every_trigger_has_a_sample_of_its_object() {
-        for t in TRIGGERS.iter() {
+        for t in &TRIGGERS {
             let e = sample_event(t.key);
             assert_eq!(e["type"], t.key);
             assert!(e["data"]["object"]["id"].is_string(), "{}", t.key);

@@ -49,7 +49,7 @@ pub fn build_query(action: &Action, input: &Map<String, Value>) -> Result<String
                 }
             }
             (_, Value::Bool(b)) => {
-                clauses.push(format!("{}:{}", field.name, quote(&b.to_string())))
+                clauses.push(format!("{}:{}", field.name, quote(&b.to_string())));
             }
             (_, Value::String(s)) => clauses.push(format!("{}:{}", field.name, quote(s))),
             (_, Value::Number(n)) => clauses.push(format!("{}:{n}", field.name)),

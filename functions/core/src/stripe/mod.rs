@@ -196,7 +196,7 @@ impl StripeClient {
             }
             let delay = self.settings.backoff(retry, retry_after);
             tracing::warn!(
-                %method, path, retry = retry + 1, delay_ms = delay.as_millis() as u64,
+                %method, path, retry = retry + 1, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 status = err.status(), request_id = err.request_id(), "retrying Stripe request"
             );
             tokio::time::sleep(delay).await;
@@ -339,7 +339,7 @@ impl StripeClient {
                 .map(str::to_string);
             match next {
                 Some(token) if has_more && data.len() < limit => {
-                    set(&mut params, "page", Value::from(token))
+                    set(&mut params, "page", Value::from(token));
                 }
                 next => {
                     return Ok(Page {

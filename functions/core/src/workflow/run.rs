@@ -94,6 +94,8 @@ impl RetryPolicy {
     /// when retries are used up. `unit` in [-1, 1] picks the jitter.
     pub fn delay(&self, attempts: u32, unit: f64) -> Option<i64> {
         let base = *self.delays.get(attempts.checked_sub(1)? as usize)?;
+        // |jitter| ≤ base × jitter share: far inside i64.
+        #[allow(clippy::cast_possible_truncation)]
         let jitter = (base as f64 * self.jitter * unit.clamp(-1.0, 1.0)).round() as i64;
         Some((base + jitter).max(1))
     }
@@ -290,7 +292,7 @@ pub fn classify_delivery(status: Option<u16>) -> Option<Failure> {
         None => Some(Failure::Transient(
             "the target did not answer within 15 s".into(),
         )),
-        Some(s @ (408 | 409 | 425 | 429)) | Some(s @ 500..=599) => {
+        Some(s @ (408 | 409 | 425 | 429 | 500..=599)) => {
             Some(Failure::Transient(format!("the target answered {s}")))
         }
         Some(s) => Some(Failure::Permanent(format!("the target answered {s}"))),
@@ -468,7 +470,7 @@ mod tests {
 
     fn api_error(status: u16, kind: &'static str, stripe: Option<serde_json::Value>) -> ApiError {
         let mut e = ApiError::new(StatusCode::from_u16(status).unwrap(), kind, "m");
-        e.stripe = stripe;
+        e.stripe = stripe.map(Box::new);
         e
     }
 
