@@ -223,6 +223,8 @@ async fn env() -> Env {
         "STRIPE_API_BASE" => Some(base.clone()),
         "TABLE_NAME" => Some(table_name.clone()),
         "SECRET_PREFIX" => Some(PREFIX.to_string()),
+        // The target is a local mock.
+        "CONNECTOR_ALLOW_PRIVATE_TARGETS" => Some("true".into()),
         _ => None,
     })
     .unwrap();

@@ -220,8 +220,12 @@ async fn load_on_the_embedded_store() {
     let target = target().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dirs = dir.path().display().to_string();
-    let config =
-        Config::from_lookup(|k| (k == "CONNECTOR_DATA_DIR").then(|| dirs.clone())).unwrap();
+    let config = Config::from_lookup(|k| match k {
+        "CONNECTOR_DATA_DIR" => Some(dirs.clone()),
+        "CONNECTOR_ALLOW_PRIVATE_TARGETS" => Some("true".into()),
+        _ => None,
+    })
+    .unwrap();
     let app = App::embedded(config).unwrap();
     set_up(&app, "conn_loadsqlite", &target.uri()).await;
     load(serve(app, listener), target, "conn_loadsqlite", 1).await;
@@ -242,7 +246,8 @@ async fn load_on_dynamodb() {
     let target = target().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = App::new(
-        Config::from_lookup(|_| None).unwrap(),
+        Config::from_lookup(|k| (k == "CONNECTOR_ALLOW_PRIVATE_TARGETS").then(|| "true".into()))
+            .unwrap(),
         Arc::new(DynamoStore::new(client, table)),
         Arc::new(MemorySecrets::default()),
         Arc::new(connector_core::ports::SystemClock),

@@ -57,6 +57,8 @@ pub async fn start(data_dir: PathBuf, stripe_base: &str) -> Running {
         "STRIPE_API_BASE" => Some(base.clone()),
         "CONNECTOR_DATA_DIR" => Some(dir.clone()),
         "PUBLIC_BASE_URL" => Some(public.clone()),
+        // As the dev server's main does: its targets are local services.
+        "CONNECTOR_ALLOW_PRIVATE_TARGETS" => Some("true".into()),
         _ => None,
     })
     .unwrap();

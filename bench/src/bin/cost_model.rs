@@ -158,6 +158,8 @@ async fn main() {
     let config = Config::from_lookup(|k| match k {
         "TABLE_NAME" => Some(t.clone()),
         "SECRET_PREFIX" => Some(p.clone()),
+        // The target is a local stub.
+        "CONNECTOR_ALLOW_PRIVATE_TARGETS" => Some("true".into()),
         _ => None,
     })
     .expect("config");

@@ -675,3 +675,69 @@ async fn ids_and_routes_are_checked() {
     assert_eq!(out["triggers"].as_array().unwrap().len(), 25);
     assert!(env.stripe_calls().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_malformed_api_version_is_400_not_a_crash() {
+    let env = env().await;
+    env.account("acct_1Acme").await;
+    for version in [
+        "2023-08-1é",
+        "2023-08-16.é",
+        "2023-08-16é",
+        "é",
+        "2023-08-16.",
+        "",
+    ] {
+        let (status, out) = env
+            .call(
+                "POST",
+                "/connections",
+                Some(json!({"name": "Acme", "api_key": KEY, "api_version": version})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{version:?}: {out}");
+        assert_eq!(out["error"]["param"], "api_version", "{version:?}");
+    }
+    assert!(env.stripe_calls().await.is_empty());
+}
+
+#[tokio::test]
+async fn workflow_targets_must_be_public_urls() {
+    let env = env().await;
+    env.account("acct_1Acme").await;
+    let id = env
+        .connect(json!({"name": "Acme", "api_key": KEY, "webhook": {"mode": "manual", "secret": "whsec_abc"}}))
+        .await;
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://localhost/",
+        "http://[::1]/",
+        "http://0.0.0.0/",
+        "http://2130706433/",
+        "http://10.0.0.1/",
+        "http://[",
+        "https://",
+    ] {
+        let (status, out) = env
+            .call(
+                "POST",
+                &format!("/connections/{id}/workflows"),
+                Some(json!({"trigger": "customer.created", "target": {"url": url}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {out}");
+        assert_eq!(out["error"]["param"], "target.url", "{url}");
+    }
+    let (_, list) = env
+        .call("GET", &format!("/connections/{id}/workflows"), None)
+        .await;
+    assert_eq!(list["data"], json!([]), "nothing was stored");
+    let (status, out) = env
+        .call(
+            "POST",
+            &format!("/connections/{id}/workflows"),
+            Some(json!({"trigger": "customer.created", "target": {"url": "https://hooks.example.com/x"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{out}");
+}

@@ -61,7 +61,8 @@ async fn env() -> Env {
     let store = Arc::new(MemoryStore::default());
     let secrets = Arc::new(MemorySecrets::default());
     let app = App::new(
-        Config::from_lookup(|_| None).unwrap(),
+        Config::from_lookup(|k| (k == "CONNECTOR_ALLOW_PRIVATE_TARGETS").then(|| "true".into()))
+            .unwrap(),
         store.clone(),
         secrets.clone(),
         Arc::new(FixedClock::at(1_900_000_000)),

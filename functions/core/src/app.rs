@@ -33,6 +33,8 @@ pub struct App {
     /// Made on first use: building it loads the system's trust store
     /// (~5 ms), which functions that never call out (webhook-ingest) skip.
     http: Arc<std::sync::OnceLock<reqwest::Client>>,
+    /// For workflow targets: public addresses only, no redirects.
+    targets: Arc<std::sync::OnceLock<reqwest::Client>>,
     stripe_settings: Arc<StripeSettings>,
 }
 
@@ -57,13 +59,20 @@ impl App {
             secrets,
             clock,
             http: Arc::default(),
+            targets: Arc::default(),
             stripe_settings,
         }
     }
 
-    /// The shared HTTP client (rustls), for target deliveries.
+    /// The shared HTTP client (rustls) for Stripe.
     pub fn http(&self) -> &reqwest::Client {
         self.http.get_or_init(http_client)
+    }
+
+    /// The client for workflow targets ([`crate::target::client`]).
+    pub fn targets(&self) -> &reqwest::Client {
+        self.targets
+            .get_or_init(|| crate::target::client(self.config.private_targets_allowed()))
     }
 
     /// Overrides how the app talks to Stripe (tests shorten the backoff).

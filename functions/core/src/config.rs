@@ -29,6 +29,10 @@ pub struct Config {
     pub stripe_max_retries: u32,
     /// Stripe per-attempt timeout in seconds (`STRIPE_TIMEOUT_SECS`).
     pub stripe_timeout: Duration,
+    /// Whether workflow targets may be private addresses
+    /// (`CONNECTOR_ALLOW_PRIVATE_TARGETS`); `None` when unset, which means
+    /// no in AWS and yes on the dev server.
+    pub allow_private_targets: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,11 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// Whether targets may be private addresses; unset means no.
+    pub fn private_targets_allowed(&self) -> bool {
+        self.allow_private_targets.unwrap_or(false)
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
@@ -62,6 +71,17 @@ impl Config {
                 reason: "must be an http(s) URL".into(),
             });
         }
+        let allow_private_targets = match get("CONNECTOR_ALLOW_PRIVATE_TARGETS").as_deref() {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(v) => {
+                return Err(ConfigError {
+                    name: "CONNECTOR_ALLOW_PRIVATE_TARGETS",
+                    reason: format!("{v:?} is not true or false"),
+                });
+            }
+        };
         let public_base_url = get("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_string());
         Ok(Self {
             stripe_api_base: stripe_api_base.trim_end_matches('/').to_string(),
@@ -77,6 +97,7 @@ impl Config {
             api_token: get("CONNECTOR_API_TOKEN").map(SecretString::from),
             stripe_max_retries: u32::try_from(number("STRIPE_MAX_RETRIES", 2)?).unwrap_or(u32::MAX),
             stripe_timeout: Duration::from_secs(number("STRIPE_TIMEOUT_SECS", 20)?),
+            allow_private_targets,
         })
     }
 

@@ -14,5 +14,6 @@ pub mod model;
 pub mod ports;
 pub mod service;
 pub mod stripe;
+pub mod target;
 pub mod webhook;
 pub mod workflow;

@@ -36,12 +36,21 @@ struct Env {
 }
 
 async fn env() -> Env {
+    env_with(true).await
+}
+
+/// `allow_private`: whether targets may be private addresses (the mocks
+/// listen on 127.0.0.1).
+async fn env_with(allow_private: bool) -> Env {
     let stripe = MockServer::start().await;
     let store = Arc::new(MemoryStore::default());
     let secrets = Arc::new(MemorySecrets::default());
     let clock = Arc::new(FixedClock::at(T));
     let app = App::new(
-        Config::from_lookup(|_| None).unwrap(),
+        Config::from_lookup(|k| {
+            (k == "CONNECTOR_ALLOW_PRIVATE_TARGETS").then(|| allow_private.to_string())
+        })
+        .unwrap(),
         store.clone(),
         secrets.clone(),
         clock.clone(),
@@ -702,4 +711,89 @@ async fn a_worker_stopped_mid_run_is_taken_over_and_finished_steps_are_not_repea
     );
     let run = env.run("evt_mid", "wf_two").await;
     assert_eq!((run.attempts, run.steps.len()), (2, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_targets_redirect_is_not_followed() {
+    let env = env().await;
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ok(json!({})))
+        .mount(&elsewhere)
+        .await;
+    let target = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(307)
+                .insert_header("location", format!("{}/stolen", elsewhere.uri())),
+        )
+        .mount(&target)
+        .await;
+    env.workflow(
+        "wf_target",
+        "customer.created",
+        Some(format!("{}/hooks", target.uri())),
+        vec![],
+    )
+    .await;
+    let event = env
+        .event("evt_redirect", "customer.created", json!({"id": "cus_1"}))
+        .await;
+    assert_eq!(
+        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        Outcome::Finished(RunStatus::Dead)
+    );
+    let run = env.run("evt_redirect", "wf_target").await;
+    assert_eq!(run.last_error.as_deref(), Some("the target answered 307"));
+    assert_eq!(target.received_requests().await.unwrap().len(), 1);
+    assert!(
+        elsewhere.received_requests().await.unwrap().is_empty(),
+        "the body and its signature went nowhere else"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_target_is_never_called_without_the_opt_in() {
+    let env = env_with(false).await;
+    let target = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ok(json!({})))
+        .mount(&target)
+        .await;
+    // Stored directly (as an older version could have), so only the
+    // engine's own check at delivery stands between the run and 127.0.0.1.
+    // (The resolver's refusal of names is tested in `target`.)
+    let port = target.address().port();
+    for (wf, url) in [
+        ("wf_target", format!("http://127.0.0.1:{port}/hooks")),
+        ("wf_named", format!("http://localhost.:{port}/hooks")),
+    ] {
+        env.workflow(wf, "customer.created", Some(url), vec![])
+            .await;
+    }
+    let mut secrets = env.app.secrets.get_secrets(CONN).await.unwrap().unwrap();
+    secrets.target_secrets.insert(
+        "wf_named".into(),
+        SecretString::from(TARGET_SECRET.to_string()),
+    );
+    env.app.secrets.put_secrets(CONN, &secrets).await.unwrap();
+    let event = env
+        .event("evt_private", "customer.created", json!({"id": "cus_1"}))
+        .await;
+    let outcomes = env.engine("w").fan_out(&event).await.unwrap();
+    assert_eq!(outcomes.len(), 2);
+    for wf in ["wf_target", "wf_named"] {
+        let run = env.run("evt_private", wf).await;
+        assert_eq!(
+            run.status,
+            RunStatus::Dead,
+            "{wf}: dead at once, not retried"
+        );
+        let error = run.last_error.unwrap_or_default();
+        assert!(
+            error.contains("non-public") || error.contains("private"),
+            "{wf}: {error}"
+        );
+    }
+    assert!(target.received_requests().await.unwrap().is_empty());
 }

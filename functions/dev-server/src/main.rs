@@ -15,6 +15,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
 
     let mut config = Config::from_env()?;
+    // The dev server's targets are local services: private addresses are
+    // allowed unless CONNECTOR_ALLOW_PRIVATE_TARGETS=false says otherwise.
+    config.allow_private_targets.get_or_insert(true);
     let listener = tokio::net::TcpListener::bind(&config.addr).await?;
     let addr = listener.local_addr()?;
     if config.public_base_url.is_none() {

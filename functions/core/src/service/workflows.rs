@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::{endpoint, load, secrets_error, store_error};
 use crate::app::App;
-use crate::catalog::{self, Kind};
+use crate::catalog;
 use crate::http::ApiError;
 use crate::ids::{ConnectionId, EventId, WorkflowId};
 use crate::model::{Step, Target, Workflow};
@@ -81,7 +81,7 @@ pub async fn get(app: &App, conn: &ConnectionId, wid: &WorkflowId) -> Result<Wor
 /// well-formed filter and templates, and each step's input valid for its
 /// action once templates are filled from the trigger's sample event and
 /// sample results of the earlier steps.
-fn check(body: &NewWorkflow) -> Result<(), ApiError> {
+fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<(), ApiError> {
     if body.trigger != "*" && catalog::trigger(&body.trigger).is_none() {
         return Err(ApiError::invalid_param(
             "trigger",
@@ -99,7 +99,8 @@ fn check(body: &NewWorkflow) -> Result<(), ApiError> {
     }
     filter::check(&body.filter).map_err(|e| ApiError::invalid_param("filter", e.to_string()))?;
     if let Some(target) = &body.target {
-        catalog::check_value(&Kind::Url, &json!(target.url), "target.url")?;
+        crate::target::check_url(&target.url, allow_private_targets)
+            .map_err(|e| ApiError::invalid_param("target.url", e.to_string()))?;
     }
     if body.steps.len() > MAX_STEPS {
         return Err(ApiError::invalid_param(
@@ -173,7 +174,7 @@ pub async fn create(
     body: NewWorkflow,
     base_url: &str,
 ) -> Result<(Workflow, Option<String>), ApiError> {
-    check(&body)?;
+    check(&body, app.config.private_targets_allowed())?;
     let (mut connection, mut secrets) = load(app, conn).await?;
     let now = app.clock.now();
     let workflow = Workflow {

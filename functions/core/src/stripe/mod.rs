@@ -20,7 +20,7 @@ use serde_json::Value;
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
 /// The version of the OpenAPI spec this connector is built and tested against.
 pub const DEFAULT_API_VERSION: &str = "2023-08-16";
-const USER_AGENT: &str = concat!("stripe-connector/", env!("CARGO_PKG_VERSION"));
+pub const USER_AGENT: &str = concat!("stripe-connector/", env!("CARGO_PKG_VERSION"));
 
 /// How the client talks to Stripe; shared by every client of a process.
 #[derive(Debug, Clone)]

@@ -254,7 +254,8 @@ impl<'a> Engine<'a> {
                 .ok_or_else(|| perm("the target has no signing secret".into()))?;
             let status = self
                 .deliver(&target.url, secret.expose_secret(), run, &event)
-                .await;
+                .await
+                .map_err(&perm)?;
             if let Some(failure) = classify_delivery(status) {
                 return Err(Some(failure));
             }
@@ -326,14 +327,17 @@ impl<'a> Engine<'a> {
         let mut report = json!({"workflow_id": workflow.id, "event_id": event_id, "status": "succeeded", "steps": []});
         let mut failed = false;
         if let Some(target) = &workflow.target {
-            let status = match secrets.target_secrets.get(&workflow.id) {
+            let (status, refused) = match secrets.target_secrets.get(&workflow.id) {
                 Some(secret) => {
-                    let run = Run::new(
+                    let mut run = Run::new(
                         &workflow.connection_id,
                         &event_id,
                         &workflow.id,
                         self.app.clock.now(),
                     );
+                    // A test is its own try: its own `webhook-id`, so a target
+                    // that dedupes on it never drops the real run's delivery.
+                    run.replay = Some(crate::ids::new_id("tst_"));
                     let stored = StoredEvent {
                         connection_id: workflow.connection_id.clone(),
                         event_id: event_id.clone(),
@@ -347,13 +351,19 @@ impl<'a> Engine<'a> {
                         received_at: 0,
                         expires_at: 0,
                     };
-                    self.deliver(&target.url, secret.expose_secret(), &run, &stored)
+                    match self
+                        .deliver(&target.url, secret.expose_secret(), &run, &stored)
                         .await
+                    {
+                        Ok(status) => (status, None),
+                        Err(refused) => (None, Some(refused)),
+                    }
                 }
-                None => None,
+                None => (None, None),
             };
-            failed |= classify_delivery(status).is_some();
-            report["target"] = json!({"url": target.url, "status": status, "delivered": classify_delivery(status).is_none()});
+            let delivered = refused.is_none() && classify_delivery(status).is_none();
+            failed |= !delivered;
+            report["target"] = json!({"url": target.url, "status": status, "delivered": delivered, "error": refused});
         }
         let stripe = self.app.stripe(&secrets.api_key, &connection.api_version);
         let test_id = uuid::Uuid::new_v4();
@@ -461,13 +471,18 @@ impl<'a> Engine<'a> {
 
     /// POSTs the event to a target, signed per Standard Webhooks. The
     /// message id is stable across retries so the target can dedupe too.
+    /// Answers the target's status (`None`: unreachable, worth a retry), or
+    /// an error when the address rule refuses the target (retrying cannot
+    /// help). Redirects are not followed: a 3xx is the target's answer.
     async fn deliver(
         &self,
         url: &str,
         secret: &str,
         run: &Run,
         event: &StoredEvent,
-    ) -> Option<u16> {
+    ) -> Result<Option<u16>, String> {
+        let allow_private = self.app.config.private_targets_allowed();
+        let url = crate::target::check_url(url, allow_private).map_err(|e| e.to_string())?;
         let payload = event
             .body
             .clone()
@@ -477,10 +492,12 @@ impl<'a> Engine<'a> {
             &step_idempotency_key(&run.event_id, &run.run_key(), usize::MAX)[3..]
         );
         let timestamp = self.app.clock.now();
-        let signature = signing::sign(secret, &msg_id, timestamp, payload.as_bytes()).ok()?;
+        let Ok(signature) = signing::sign(secret, &msg_id, timestamp, payload.as_bytes()) else {
+            return Err("the target's signing secret is unusable".into());
+        };
         let response = self
             .app
-            .http()
+            .targets()
             .post(url)
             .timeout(DELIVERY_TIMEOUT)
             .header("content-type", "application/json")
@@ -491,10 +508,13 @@ impl<'a> Engine<'a> {
             .send()
             .await;
         match response {
-            Ok(r) => Some(r.status().as_u16()),
+            Ok(r) => Ok(Some(r.status().as_u16())),
+            Err(e) if crate::target::is_forbidden(&e) => {
+                Err(crate::target::ForbiddenAddress.to_string())
+            }
             Err(e) => {
                 tracing::warn!(workflow = %run.workflow_id, error = %e.without_url(), "target unreachable");
-                None
+                Ok(None)
             }
         }
     }
