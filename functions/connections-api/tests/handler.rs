@@ -741,3 +741,37 @@ async fn workflow_targets_must_be_public_urls() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{out}");
 }
+
+#[tokio::test]
+async fn a_wildcard_workflow_whose_input_would_explode_is_refused_at_creation() {
+    let env = env().await;
+    env.account("acct_1Acme").await;
+    let id = env
+        .connect(json!({"name": "Acme", "api_key": KEY, "webhook": {"mode": "manual", "secret": "whsec_abc"}}))
+        .await;
+    // 2,000 copies of a path the sample lacks: it reads as null at creation
+    // and still counts against the bound of the filled-in input, whose
+    // literal text alone is over it.
+    let copies: Vec<String> = (0..4000)
+        .map(|_| "{{event.data.object.big}}".to_string())
+        .collect();
+    let (status, out) = env
+        .call(
+            "POST",
+            &format!("/connections/{id}/workflows"),
+            Some(
+                json!({"trigger": "*", "steps": [{"action": "customers.update",
+                "input": {"id": "{{event.data.object.id}}", "description": copies.join(" ")}}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
+    assert_eq!(out["error"]["param"], "steps[0].input");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger than"),
+        "{out}"
+    );
+}

@@ -17,7 +17,7 @@ use connector_core::ports::{
 };
 use connector_core::stripe::StripeSettings;
 use connector_core::workflow::engine::{Engine, LEASE_SECS, Outcome};
-use connector_core::workflow::run::{Run, RunStatus, StepRecord};
+use connector_core::workflow::run::{RetryPolicy, Run, RunStatus, StepRecord};
 use connector_core::workflow::{signing, step_idempotency_key};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -677,7 +677,7 @@ async fn a_worker_stopped_mid_run_is_taken_over_and_finished_steps_are_not_repea
     let mut run = Run::new(CONN, "evt_mid", "wf_two", T);
     assert!(env.store.create_run(&run).await.unwrap());
     let v = run.version;
-    run.claim("worker-a", T, LEASE_SECS).unwrap();
+    run.claim("worker-a", T, LEASE_SECS, 7).unwrap();
     env.store.save_run(&run, v).await.unwrap();
     let v = run.version;
     run.record_step(
@@ -796,4 +796,44 @@ async fn a_private_target_is_never_called_without_the_opt_in() {
         );
     }
     assert!(target.received_requests().await.unwrap().is_empty());
+}
+
+/// A run whose worker dies on every attempt (an input that crashes the
+/// process, say) must not be claimed again and again after each lease:
+/// once the policy's attempts are used, the next claim makes it dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_worker_always_dies_goes_dead_after_its_attempts() {
+    let env = env().await;
+    env.workflow(
+        "wf_crash",
+        "customer.created",
+        None,
+        vec![("products.find", json!({"id": "prod_1"}))],
+    )
+    .await;
+    env.event("evt_crash", "customer.created", json!({"id": "cus_1"}))
+        .await;
+    let max = RetryPolicy::default().max_attempts();
+    let mut run = Run::new(CONN, "evt_crash", "wf_crash", T);
+    assert!(env.store.create_run(&run).await.unwrap());
+    let mut now = T;
+    // Every allowed attempt is claimed, then its worker vanishes unsaved.
+    for attempt in 1..=max {
+        let v = run.version;
+        run.claim(&format!("doomed-{attempt}"), now, LEASE_SECS, max)
+            .unwrap();
+        env.store.save_run(&run, v).await.unwrap();
+        now += LEASE_SECS + 1;
+    }
+    env.clock.set(now);
+    assert_eq!(
+        env.engine("survivor").run_due(10).await.unwrap(),
+        [Outcome::Finished(RunStatus::Dead)]
+    );
+    let run = env.run("evt_crash", "wf_crash").await;
+    assert_eq!((run.status, run.attempts), (RunStatus::Dead, max));
+    assert!(run.last_error.unwrap().contains("never finished"));
+    assert!(env.stripe_calls().await.is_empty(), "not run again");
+    env.clock.set(now + 10 * LEASE_SECS);
+    assert!(env.engine("survivor").run_due(10).await.unwrap().is_empty());
 }

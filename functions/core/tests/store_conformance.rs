@@ -297,8 +297,8 @@ async fn workflow_conformance<S: WorkflowStore + RunStore + 'static>(store: Arc<
     // version, one wins.
     let mut a = stored.clone();
     let mut b = stored.clone();
-    a.claim("worker-a", now, 60).unwrap();
-    b.claim("worker-b", now, 60).unwrap();
+    a.claim("worker-a", now, 60, 7).unwrap();
+    b.claim("worker-b", now, 60, 7).unwrap();
     store.save_run(&a, stored.version).await.unwrap();
     assert!(matches!(
         store.save_run(&b, stored.version).await,
@@ -356,7 +356,7 @@ async fn workflow_conformance<S: WorkflowStore + RunStore + 'static>(store: Arc<
         ["evt_2/wf_a", "evt_1/wf_a"]
     );
     let v = a.version;
-    a.claim("worker-c", now + 31, 60).unwrap();
+    a.claim("worker-c", now + 31, 60, 7).unwrap();
     a.succeed("worker-c", now + 32).unwrap();
     store.save_run(&a, v).await.unwrap();
     assert!(

@@ -105,7 +105,7 @@ async fn a_tick_retries_what_is_due() {
     let mut run = Run::new("conn_s", "evt_s", "wf_s", 1000);
     store.create_run(&run).await.unwrap();
     let v = run.version;
-    run.claim("w", 1000, 60).unwrap();
+    run.claim("w", 1000, 60, 7).unwrap();
     run.fail(
         "w",
         Failure::Transient("503".into()),

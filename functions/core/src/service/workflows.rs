@@ -139,20 +139,30 @@ fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<(), ApiError
             }
         }
         let context = json!({"event": sample, "steps": results});
-        match template::render(&step.input, &context) {
-            Ok(filled) => catalog::validate(action, &filled)
-                .map(|_| ())
-                .map_err(|mut e| {
-                    e.param = Some(
-                        format!("{param}.input.{}", e.param.unwrap_or_default())
-                            .trim_end_matches('.')
-                            .to_string(),
-                    );
-                    e.message = format!("with the sample {} event: {}", body.trigger, e.message);
-                    e
-                })?,
-            // With `*` the event's shape is not known in advance.
-            Err(template::TemplateError::Missing(_)) if body.trigger == "*" => {}
+        // With `*` the event's shape is not known in advance: a path the
+        // sample lacks reads as null, so the input is still filled (and its
+        // size bounded), but only validated when nothing was missing.
+        let rendered = if body.trigger == "*" {
+            template::render_lenient(&step.input, &context)
+        } else {
+            template::render(&step.input, &context).map(|filled| (filled, false))
+        };
+        match rendered {
+            Ok((_, true)) => {}
+            Ok((filled, false)) => {
+                catalog::validate(action, &filled)
+                    .map(|_| ())
+                    .map_err(|mut e| {
+                        e.param = Some(
+                            format!("{param}.input.{}", e.param.unwrap_or_default())
+                                .trim_end_matches('.')
+                                .to_string(),
+                        );
+                        e.message =
+                            format!("with the sample {} event: {}", body.trigger, e.message);
+                        e
+                    })?
+            }
             Err(e) => {
                 return Err(ApiError::invalid_param(
                     format!("{param}.input"),

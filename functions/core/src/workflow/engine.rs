@@ -9,7 +9,8 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use super::run::{
-    Failure, RetryPolicy, Run, RunStatus, StepRecord, classify_action_error, classify_delivery,
+    Failure, RetryPolicy, Run, RunStatus, StepRecord, TransitionError, classify_action_error,
+    classify_delivery,
 };
 use super::{filter, signing, step_idempotency_key, template};
 use crate::actions;
@@ -120,7 +121,10 @@ impl<'a> Engine<'a> {
             // is the claim, one write instead of two. Should this worker stop,
             // the run falls due when its lease ends and the scheduler takes it.
             let mut run = Run::new(&event.connection_id, &event.event_id, &workflow.id, now);
-            if run.claim(&self.worker, now, LEASE_SECS).is_err() {
+            if run
+                .claim(&self.worker, now, LEASE_SECS, self.policy.max_attempts())
+                .is_err()
+            {
                 continue;
             }
             let id = workflow.id.clone();
@@ -193,11 +197,22 @@ impl<'a> Engine<'a> {
         );
         if !claimed {
             let read = run.version;
-            if run
-                .claim(&self.worker, self.app.clock.now(), LEASE_SECS)
-                .is_err()
-            {
-                return Ok(Outcome::Skipped);
+            match run.claim(
+                &self.worker,
+                self.app.clock.now(),
+                LEASE_SECS,
+                self.policy.max_attempts(),
+            ) {
+                Ok(()) => {}
+                Err(TransitionError::Exhausted(attempts)) => {
+                    tracing::warn!(connection = %run.connection_id, event_id = %run.event_id, workflow = %run.workflow_id, attempts, "run dead: attempts used up");
+                    return match self.app.runs.save_run(&run, read).await {
+                        Ok(()) => Ok(Outcome::Finished(RunStatus::Dead)),
+                        Err(StoreError::Conflict) => Ok(Outcome::Skipped),
+                        Err(e) => Err(e.into()),
+                    };
+                }
+                Err(_) => return Ok(Outcome::Skipped),
             }
             match self.app.runs.save_run(&run, read).await {
                 Ok(()) => {}

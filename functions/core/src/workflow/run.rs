@@ -70,6 +70,10 @@ pub enum TransitionError {
     Leased(i64),
     #[error("this worker does not hold the run's lease")]
     NotLeaseHolder,
+    /// Every attempt the policy allows was made (the last never finished:
+    /// its worker stopped); the run is now dead and must be saved so.
+    #[error("run has used its {0} attempts; it is dead")]
+    Exhausted(u32),
 }
 
 /// Delays between attempts: 30 s, 2 min, 10 min, 1 h, 6 h, 24 h, then dead.
@@ -90,6 +94,13 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// How many attempts a run gets: the first, then one per delay.
+    pub fn max_attempts(&self) -> u32 {
+        u32::try_from(self.delays.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1)
+    }
+
     /// The wait after failed attempt number `attempts` (1-based), or `None`
     /// when retries are used up. `unit` in [-1, 1] picks the jitter.
     pub fn delay(&self, attempts: u32, unit: f64) -> Option<i64> {
@@ -150,11 +161,16 @@ impl Run {
 
     /// Takes the run for `worker` for `lease_secs`: a pending or retrying run
     /// that is due, or a running one whose worker's lease has expired.
+    ///
+    /// A run that has had `max_attempts` already (its last attempt's worker
+    /// stopped, so it never recorded a failure) is not run again: it becomes
+    /// dead here, and [`TransitionError::Exhausted`] tells the caller to save it.
     pub fn claim(
         &mut self,
         worker: &str,
         now: i64,
         lease_secs: i64,
+        max_attempts: u32,
     ) -> Result<(), TransitionError> {
         match self.status {
             RunStatus::Pending | RunStatus::Retrying => {
@@ -168,6 +184,18 @@ impl Run {
                 }
             }
             s => return Err(TransitionError::NotClaimable(s)),
+        }
+        if self.attempts >= max_attempts {
+            self.status = RunStatus::Dead;
+            self.last_error = Some(format!(
+                "gave up after {} attempts: the last one never finished (its worker stopped before saving)",
+                self.attempts
+            ));
+            self.lease_owner = None;
+            self.lease_until = None;
+            self.next_attempt_at = None;
+            self.touch(now);
+            return Err(TransitionError::Exhausted(self.attempts));
         }
         self.status = RunStatus::Running;
         self.attempts += 1;
@@ -315,7 +343,7 @@ mod tests {
     fn happy_path_pending_running_succeeded() {
         let mut r = run();
         assert_eq!(r.status, RunStatus::Pending);
-        r.claim("w1", NOW, 60).unwrap();
+        r.claim("w1", NOW, 60, 7).unwrap();
         assert_eq!(
             (r.status, r.attempts, r.lease_until),
             (RunStatus::Running, 1, Some(NOW + 60))
@@ -336,7 +364,7 @@ mod tests {
             (RunStatus::Succeeded, None, 1)
         );
         assert_eq!(
-            r.claim("w2", NOW + 100, 60),
+            r.claim("w2", NOW + 100, 60, 7),
             Err(TransitionError::NotClaimable(RunStatus::Succeeded))
         );
     }
@@ -344,9 +372,9 @@ mod tests {
     #[test]
     fn two_workers_never_hold_one_run_and_a_dead_workers_run_is_taken_over() {
         let mut r = run();
-        r.claim("w1", NOW, 60).unwrap();
+        r.claim("w1", NOW, 60, 7).unwrap();
         assert_eq!(
-            r.clone().claim("w2", NOW + 59, 60),
+            r.clone().claim("w2", NOW + 59, 60, 7),
             Err(TransitionError::Leased(NOW + 60))
         );
         // w1 died; after the lease w2 takes over, finished steps stay.
@@ -360,7 +388,7 @@ mod tests {
             NOW + 1,
         )
         .unwrap();
-        r.claim("w2", NOW + 61, 60).unwrap();
+        r.claim("w2", NOW + 61, 60, 7).unwrap();
         assert_eq!(
             (r.lease_owner.as_deref(), r.attempts, r.steps.len()),
             (Some("w2"), 2, 1)
@@ -383,7 +411,7 @@ mod tests {
         let mut now = NOW;
         let mut waits = Vec::new();
         loop {
-            r.claim("w", now, 60).unwrap();
+            r.claim("w", now, 60, 7).unwrap();
             r.fail(
                 "w",
                 Failure::Transient("Stripe answered 503".into()),
@@ -396,7 +424,7 @@ mod tests {
                 Some(at) => {
                     assert_eq!(r.status, RunStatus::Retrying);
                     assert_eq!(
-                        r.clone().claim("w", at - 1, 60),
+                        r.clone().claim("w", at - 1, 60, 7),
                         Err(TransitionError::NotDue(at))
                     );
                     waits.push(at - now);
@@ -413,7 +441,7 @@ mod tests {
     #[test]
     fn a_permanent_failure_is_dead_at_once_with_its_reason() {
         let mut r = run();
-        r.claim("w", NOW, 60).unwrap();
+        r.claim("w", NOW, 60, 7).unwrap();
         r.fail(
             "w",
             Failure::Permanent("No such invoice: 'in_9'".into()),
@@ -442,7 +470,7 @@ mod tests {
     fn due_at_follows_the_state() {
         let mut r = run();
         assert_eq!(r.due_at(), Some(NOW));
-        r.claim("w", NOW, 60).unwrap();
+        r.claim("w", NOW, 60, 7).unwrap();
         assert_eq!(r.due_at(), Some(NOW + 60));
         r.fail(
             "w",
@@ -453,7 +481,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.due_at(), Some(NOW + 30));
-        r.claim("w", NOW + 30, 60).unwrap();
+        r.claim("w", NOW + 30, 60, 7).unwrap();
         r.succeed("w", NOW + 31).unwrap();
         assert_eq!(r.due_at(), None);
     }
@@ -462,7 +490,7 @@ mod tests {
     fn every_transition_bumps_the_version() {
         let mut r = run();
         let v0 = r.version;
-        r.claim("w", NOW, 60).unwrap();
+        r.claim("w", NOW, 60, 7).unwrap();
         r.record_delivery("w", NOW).unwrap();
         r.succeed("w", NOW).unwrap();
         assert_eq!(r.version, v0 + 3);
