@@ -161,7 +161,7 @@ fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<(), ApiError
                         e.message =
                             format!("with the sample {} event: {}", body.trigger, e.message);
                         e
-                    })?
+                    })?;
             }
             Err(e) => {
                 return Err(ApiError::invalid_param(
