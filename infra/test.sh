@@ -23,6 +23,9 @@ else
   cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
 
+echo "== openapi-spec-validator docs/openapi.json"
+"$venv/bin/openapi-spec-validator" docs/openapi.json || status=$?
+
 echo "== cfn-lint template.yaml"
 "$venv/bin/cfn-lint" template.yaml || status=$?
 exit "$status"

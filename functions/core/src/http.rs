@@ -101,15 +101,21 @@ impl ApiError {
         )
     }
 
+    /// The answer: [`ErrorBody`](crate::api::views::ErrorBody), the one
+    /// error shape of the API (and of its OpenAPI document).
     pub fn to_response(&self) -> Response {
-        let mut error = json!({"type": self.kind, "message": self.message});
-        if let Some(param) = &self.param {
-            error["param"] = json!(param);
-        }
-        if let Some(stripe) = &self.stripe {
-            error["stripe"] = (**stripe).clone();
-        }
-        json_response(self.status, &json!({ "error": error }))
+        use crate::api::views::{ErrorBody, ErrorDetail};
+        json_response(
+            self.status,
+            &ErrorBody {
+                error: ErrorDetail {
+                    kind: self.kind.to_string(),
+                    message: self.message.clone(),
+                    param: self.param.clone(),
+                    stripe: self.stripe.as_deref().cloned(),
+                },
+            },
+        )
     }
 }
 

@@ -5,14 +5,13 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::extract::{self, Path, Query};
-use super::runs::run_view;
+use super::views::{ErrorBody, EventOut, ListOf, RunOut};
 use super::{Reply, ok, reply};
 use crate::app::App;
 use crate::ids::{ConnectionId, EventId};
-use crate::model::StoredEvent;
 use crate::service::events as service;
 
 pub(super) fn router() -> Router<App> {
@@ -25,27 +24,24 @@ pub(super) fn router() -> Router<App> {
         )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only events of this type.
     #[serde(rename = "type")]
+    #[param(rename = "type")]
     event_type: Option<String>,
+    /// An event id: the page after it (older).
     starting_after: Option<String>,
+    /// 1 to 100 (default 20).
     limit: Option<String>,
 }
 
-fn view(e: &StoredEvent) -> Value {
-    json!({
-        "id": e.event_id,
-        "type": e.event_type,
-        "created": e.created,
-        "livemode": e.livemode,
-        "api_version": e.api_version,
-        "account": e.account,
-        "received_at": e.received_at,
-        "body_omitted": e.body_omitted,
-    })
-}
-
+/// Stored events, newest first.
+#[utoipa::path(get, path = "/connections/{connection_id}/events", tag = "events", operation_id = "events_list",
+    params(("connection_id" = String, Path, description = "`conn_…`"), ListQuery),
+    responses((status = 200, body = ListOf<EventOut>), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 async fn list(
     State(app): State<App>,
     Path(conn): Path<ConnectionId>,
@@ -54,37 +50,51 @@ async fn list(
     let limit = extract::limit(q.limit.as_deref(), 20)?;
     let (events, has_more) =
         service::list(&app, &conn, q.event_type, q.starting_after, limit).await?;
-    let data: Vec<Value> = events.iter().map(view).collect();
-    Ok(ok(
-        &json!({"object": "list", "data": data, "has_more": has_more}),
-    ))
+    Ok(ok(&ListOf::paged(
+        events.iter().map(EventOut::from).collect(),
+        has_more,
+    )))
 }
 
+/// One stored event, with its body.
+#[utoipa::path(get, path = "/connections/{connection_id}/events/{event_id}", tag = "events", operation_id = "events_read",
+    params(("connection_id" = String, Path, description = "`conn_…`"),
+        ("event_id" = String, Path, description = "`evt_…`")),
+    responses((status = 200, body = EventOut), (status = 404, body = ErrorBody)))]
 async fn read(State(app): State<App>, Path((conn, id)): Path<(ConnectionId, EventId)>) -> Reply {
     let event = service::get(&app, &conn, &id).await?;
-    let mut v = view(&event);
-    v["event"] = event
-        .body
-        .as_deref()
-        .and_then(|b| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    Ok(ok(&v))
+    let mut out = EventOut::from(&event);
+    out.event = Some(
+        event
+            .body
+            .as_deref()
+            .and_then(|b| serde_json::from_str(b).ok())
+            .unwrap_or(Value::Null),
+    );
+    Ok(ok(&out))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ReplayQuery {
+    /// Only this workflow (`wf_…`); default: every enabled one that matches.
     workflow: Option<String>,
 }
 
+/// Run a stored event again, as new runs (their own idempotency keys).
+#[utoipa::path(post, path = "/connections/{connection_id}/events/{event_id}/replay", tag = "events", operation_id = "events_replay",
+    params(("connection_id" = String, Path, description = "`conn_…`"),
+        ("event_id" = String, Path, description = "`evt_…`"), ReplayQuery),
+    responses((status = 202, description = "the runs made; they run at once", body = ListOf<RunOut>),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn replay(
     State(app): State<App>,
     Path((conn, id)): Path<(ConnectionId, EventId)>,
     Query(q): Query<ReplayQuery>,
 ) -> Reply {
     let runs = service::replay(&app, &conn, &id, q.workflow).await?;
-    let data: Vec<Value> = runs.iter().map(run_view).collect();
     Ok(reply(
         StatusCode::ACCEPTED,
-        &json!({"object": "list", "data": data}),
+        &ListOf::new(runs.iter().map(RunOut::from).collect()),
     ))
 }

@@ -3,9 +3,9 @@
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::routing::post;
-use serde_json::json;
 
 use super::extract::{Path, RawBody};
+use super::views::{ErrorBody, Received};
 use super::{Reply, ok};
 use crate::app::App;
 use crate::http::ApiError;
@@ -21,9 +21,24 @@ pub(super) fn router() -> Router<App> {
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
 }
 
+/// Stripe's delivery of an event: verified against the connection's
+/// webhook secrets (`Stripe-Signature`, any `v1`, 300 s tolerance), checked
+/// for livemode, stored once. A redelivery is acknowledged as a duplicate.
+#[utoipa::path(post, path = "/webhooks/{connection_id}", tag = "webhooks", operation_id = "webhooks_receive",
+    params(("connection_id" = String, Path, description = "`conn_…`"),
+        ("Stripe-Signature" = String, Header, description = "`t=…,v1=…`")),
+    request_body(content = Object, description = "the Stripe event, as Stripe sent it"),
+    security(()),
+    responses((status = 200, body = Received),
+        (status = 400, description = "bad signature, body or livemode", body = ErrorBody),
+        (status = 404, description = "unknown connection", body = ErrorBody),
+        (status = 413, description = "over 1 MiB", body = ErrorBody)))]
 async fn receive(State(app): State<App>, Verified(event): Verified) -> Reply {
     let duplicate = ingest::store(&app, event).await?;
-    Ok(ok(&json!({"received": true, "duplicate": duplicate})))
+    Ok(ok(&Received {
+        received: true,
+        duplicate,
+    }))
 }
 
 /// The webhook route's body: a Stripe event whose `Stripe-Signature`

@@ -10,7 +10,9 @@ mod connections;
 mod events;
 pub mod extract;
 mod ingest;
+pub mod openapi;
 mod runs;
+pub mod views;
 mod workflows;
 
 use axum::Router;
@@ -19,7 +21,6 @@ use axum::routing::get;
 use bytes::Bytes;
 use http::{Method, StatusCode, Uri};
 use http_body_util::BodyExt;
-use serde_json::json;
 use tower::ServiceExt;
 
 use crate::app::App;
@@ -70,6 +71,7 @@ pub fn router(routes: Routes) -> Router<App> {
 fn management() -> Router<App> {
     Router::new()
         .route("/catalog", get(catalog_json))
+        .route("/openapi.json", get(openapi_json))
         .merge(connections::router())
         .merge(workflows::router())
         .merge(events::router())
@@ -84,6 +86,7 @@ pub fn route_table(routes: Routes) -> Vec<(Method, String)> {
     let mut table: Vec<(Method, String)> = vec![(Method::GET, "/health".into())];
     let manage = [
         (Method::GET, "/catalog"),
+        (Method::GET, "/openapi.json"),
         (Method::POST, "/connections"),
         (Method::GET, "/connections"),
         (Method::GET, "/connections/{connection_id}"),
@@ -190,12 +193,31 @@ impl From<lambda_http::Body> for RequestBody {
     }
 }
 
+/// Whether the function is up.
+#[utoipa::path(get, path = "/health", tag = "meta", operation_id = "meta_health",
+    security((), ("sigv4" = [])),
+    responses((status = 200, body = views::Health)))]
 async fn health() -> axum::response::Response {
-    ok(&json!({"status": "ok"}))
+    ok(&views::Health { status: "ok" })
 }
 
+/// Every trigger, and every action with its input JSON Schema.
+#[utoipa::path(get, path = "/catalog", tag = "meta", operation_id = "meta_catalog_json",
+    responses((status = 200, description = "{\"triggers\": [...], \"actions\": [...]}", body = Object)))]
 async fn catalog_json() -> axum::response::Response {
     ok(&catalog::to_json())
+}
+
+/// This document: the connector's own OpenAPI 3.1 description.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", operation_id = "meta_openapi_json",
+    responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
+async fn openapi_json() -> axum::response::Response {
+    let mut resp = axum::response::Response::new(axum::body::Body::from(openapi::document()));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {
@@ -395,5 +417,85 @@ mod route_drift {
             .map(|(m, p)| (m.to_string(), p.to_string()))
             .collect();
         assert_eq!(listed, table(Routes::All));
+    }
+}
+
+#[cfg(test)]
+mod openapi_drift {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// docs/openapi.json is the document the code generates.
+    #[test]
+    fn docs_openapi_json_is_generated_from_the_code() {
+        let committed = include_str!("../../../../docs/openapi.json");
+        assert!(
+            committed.trim_end() == openapi::document(),
+            "docs/openapi.json is stale: run `cargo run -p connector-core --example openapi_json > docs/openapi.json`"
+        );
+    }
+
+    /// The document describes every route the router serves, and no other;
+    /// each with its JSON error answer, and each but /health and the
+    /// webhook behind authentication.
+    #[test]
+    fn the_document_covers_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(&openapi::document()).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut described = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                described.insert((method.to_uppercase(), path.clone()));
+                let public = path == "/health" || path.starts_with("/webhooks/");
+                let security = op["security"]
+                    .as_array()
+                    .or(doc["security"].as_array())
+                    .unwrap();
+                let open = security.iter().any(|s| s.as_object().unwrap().is_empty());
+                assert_eq!(open, public, "{method} {path}: security {security:?}");
+                if path != "/health" && path != "/catalog" && path != "/openapi.json" {
+                    let responses = op["responses"].as_object().unwrap();
+                    assert!(
+                        responses
+                            .keys()
+                            .any(|k| k.starts_with('4') || k.starts_with('5')),
+                        "{method} {path} documents no error"
+                    );
+                }
+            }
+        }
+        let served: BTreeSet<(String, String)> = route_table(Routes::All)
+            .into_iter()
+            .map(|(m, p)| (m.to_string(), p))
+            .collect();
+        assert_eq!(described, served);
+        let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+        assert!(schemes.contains_key("sigv4") && schemes.contains_key("bearer"));
+    }
+
+    /// The error shape in the document is the one errors are answered with.
+    #[tokio::test]
+    async fn errors_are_answered_in_the_documented_shape() {
+        let doc: serde_json::Value = serde_json::from_str(&openapi::document()).unwrap();
+        let detail = &doc["components"]["schemas"]["ErrorDetail"];
+        let documented: BTreeSet<&str> = detail["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let e = ApiError::invalid_param("email", "not an email").to_response();
+        let v: serde_json::Value = serde_json::from_slice(e.body()).unwrap();
+        for key in v["error"].as_object().unwrap().keys() {
+            assert!(documented.contains(key.as_str()), "{key} is not documented");
+        }
+        let required: BTreeSet<&str> = detail["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        assert_eq!(required, BTreeSet::from(["type", "message"]));
     }
 }

@@ -4,35 +4,37 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::extract::{self, Path, Query};
+use super::views::{ErrorBody, ListOf, RunOut};
 use super::{Reply, ok};
 use crate::app::App;
 use crate::ids::ConnectionId;
 use crate::service::runs as service;
-use crate::workflow::run::Run;
 
 pub(super) fn router() -> Router<App> {
     Router::new().route("/connections/{connection_id}/runs", get(list))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// `pending`, `running`, `succeeded`, `retrying` or `dead`.
     status: Option<String>,
+    /// Only runs of this event (`evt_…`).
     event_id: Option<String>,
+    /// Only runs of this workflow (`wf_…`).
     workflow_id: Option<String>,
+    /// 1 to 100 (default 20).
     limit: Option<String>,
 }
 
-pub(super) fn run_view(r: &Run) -> Value {
-    json!({
-        "object": "run", "event_id": r.event_id, "workflow_id": r.workflow_id, "replay": r.replay, "status": r.status,
-        "attempts": r.attempts, "last_error": r.last_error, "next_attempt_at": r.next_attempt_at,
-        "delivered": r.delivered, "steps": r.steps, "created_at": r.created_at, "updated_at": r.updated_at,
-    })
-}
-
+/// Runs with status, attempts, last error, next attempt and each step's
+/// input and result.
+#[utoipa::path(get, path = "/connections/{connection_id}/runs", tag = "runs", operation_id = "runs_list",
+    params(("connection_id" = String, Path, description = "`conn_…`"), ListQuery),
+    responses((status = 200, body = ListOf<RunOut>), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 async fn list(
     State(app): State<App>,
     Path(conn): Path<ConnectionId>,
@@ -40,7 +42,5 @@ async fn list(
 ) -> Reply {
     let limit = extract::limit(q.limit.as_deref(), 20)?;
     let runs = service::list(&app, &conn, q.status, q.event_id, q.workflow_id, limit).await?;
-    Ok(ok(
-        &json!({"object": "list", "data": runs.iter().map(run_view).collect::<Vec<_>>()}),
-    ))
+    Ok(ok(&ListOf::new(runs.iter().map(RunOut::from).collect())))
 }

@@ -4,13 +4,13 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::extract::{BaseUrl, Json, OptionalJson, Path};
+use super::views::{Deleted, ErrorBody, ListOf, WorkflowOut};
 use super::{Reply, ok, reply};
 use crate::app::App;
 use crate::ids::{ConnectionId, WorkflowId};
-use crate::model::Workflow;
 use crate::service::workflows::{self as service, NewWorkflow, TestRun, WorkflowPatch};
 
 pub(super) fn router() -> Router<App> {
@@ -29,15 +29,13 @@ pub(super) fn router() -> Router<App> {
         )
 }
 
-pub(super) fn view(w: &Workflow) -> Value {
-    json!({
-        "id": w.id, "object": "workflow", "connection_id": w.connection_id, "trigger": w.trigger,
-        "filter": w.filter, "target": w.target.as_ref().map(|t| json!({"url": t.url})),
-        "steps": w.steps.iter().map(|s| json!({"action": s.action, "input": s.input})).collect::<Vec<_>>(),
-        "enabled": w.enabled, "created_at": w.created_at, "updated_at": w.updated_at,
-    })
-}
-
+/// Create a workflow, checked against the trigger's sample event first.
+/// With a target, the answer holds its signing secret, shown this once.
+#[utoipa::path(post, path = "/connections/{connection_id}/workflows", tag = "workflows", operation_id = "workflows_create",
+    params(("connection_id" = String, Path, description = "`conn_…`")),
+    request_body = NewWorkflow,
+    responses((status = 201, body = WorkflowOut), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 async fn create(
     State(app): State<App>,
     Path(conn): Path<ConnectionId>,
@@ -45,54 +43,87 @@ async fn create(
     Json(body): Json<NewWorkflow>,
 ) -> Reply {
     let (workflow, target_secret) = service::create(&app, &conn, body, &base).await?;
-    let mut answer = view(&workflow);
-    if let Some(secret) = target_secret {
-        // Shown once: deliveries to the target are signed with it.
-        answer["target_secret"] = json!(secret);
-    }
+    let mut answer = WorkflowOut::from(&workflow);
+    // Shown once: deliveries to the target are signed with it.
+    answer.target_secret = target_secret;
     Ok(reply(StatusCode::CREATED, &answer))
 }
 
+/// The connection's workflows.
+#[utoipa::path(get, path = "/connections/{connection_id}/workflows", tag = "workflows", operation_id = "workflows_list",
+    params(("connection_id" = String, Path, description = "`conn_…`")),
+    responses((status = 200, body = ListOf<WorkflowOut>), (status = 404, body = ErrorBody)))]
 async fn list(State(app): State<App>, Path(conn): Path<ConnectionId>) -> Reply {
     let all = service::list(&app, &conn).await?;
-    Ok(ok(
-        &json!({"object": "list", "data": all.iter().map(view).collect::<Vec<_>>()}),
-    ))
+    Ok(ok(&ListOf::new(
+        all.iter().map(WorkflowOut::from).collect(),
+    )))
 }
 
+/// One workflow.
+#[utoipa::path(get, path = "/connections/{connection_id}/workflows/{workflow_id}", tag = "workflows", operation_id = "workflows_read",
+    params(("connection_id" = String, Path, description = "`conn_…`"),
+        ("workflow_id" = String, Path, description = "`wf_…`")),
+    responses((status = 200, body = WorkflowOut), (status = 404, body = ErrorBody)))]
 async fn read(
     State(app): State<App>,
     Path((conn, wid)): Path<(ConnectionId, WorkflowId)>,
 ) -> Reply {
-    Ok(ok(&view(&service::get(&app, &conn, &wid).await?)))
+    Ok(ok(&WorkflowOut::from(
+        &service::get(&app, &conn, &wid).await?,
+    )))
 }
 
+/// Switch a workflow on or off; the managed endpoint follows.
+#[utoipa::path(patch, path = "/connections/{connection_id}/workflows/{workflow_id}", tag = "workflows", operation_id = "workflows_patch",
+    params(("connection_id" = String, Path, description = "`conn_…`"),
+        ("workflow_id" = String, Path, description = "`wf_…`")),
+    request_body = WorkflowPatch,
+    responses((status = 200, body = WorkflowOut), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 async fn patch(
     State(app): State<App>,
     Path((conn, wid)): Path<(ConnectionId, WorkflowId)>,
     BaseUrl(base): BaseUrl,
     Json(body): Json<WorkflowPatch>,
 ) -> Reply {
-    Ok(ok(&view(
+    Ok(ok(&WorkflowOut::from(
         &service::patch(&app, &conn, &wid, body, &base).await?,
     )))
 }
 
+/// Remove a workflow and its target secret.
+#[utoipa::path(delete, path = "/connections/{connection_id}/workflows/{workflow_id}", tag = "workflows", operation_id = "workflows_delete",
+    params(("connection_id" = String, Path, description = "`conn_…`"),
+        ("workflow_id" = String, Path, description = "`wf_…`")),
+    responses((status = 200, body = Deleted), (status = 404, body = ErrorBody)))]
 async fn delete(
     State(app): State<App>,
     Path((conn, wid)): Path<(ConnectionId, WorkflowId)>,
     BaseUrl(base): BaseUrl,
 ) -> Reply {
     service::delete(&app, &conn, &wid, &base).await?;
-    Ok(ok(
-        &json!({"id": wid, "object": "workflow", "deleted": true}),
-    ))
+    Ok(ok(&Deleted {
+        id: wid.into(),
+        object: "workflow",
+        deleted: true,
+        webhook_endpoint_deleted: None,
+    }))
 }
 
+/// Run the workflow once now, on the trigger's sample event or a stored
+/// one; answers each step's resolved input and result. Stores no run.
+#[utoipa::path(post, path = "/connections/{connection_id}/workflows/{workflow_id}/test", tag = "workflows", operation_id = "workflows_test",
+    params(("connection_id" = String, Path, description = "`conn_…`"),
+        ("workflow_id" = String, Path, description = "`wf_…`")),
+    request_body(content = Option<TestRun>, description = "optional: `{\"event_id\"}`"),
+    responses((status = 200, description = "the test run's report", body = Object),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn test(
     State(app): State<App>,
     Path((conn, wid)): Path<(ConnectionId, WorkflowId)>,
     OptionalJson(body): OptionalJson<TestRun>,
 ) -> Reply {
-    Ok(ok(&service::test(&app, &conn, &wid, body).await?))
+    let report: Value = service::test(&app, &conn, &wid, body).await?;
+    Ok(ok(&report))
 }

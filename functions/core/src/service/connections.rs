@@ -18,38 +18,53 @@ use crate::stripe::{StripeClient, StripeError};
 const MAX_WEBHOOK_SECRETS: usize = 3;
 
 /// `POST /connections`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewConnection {
+    /// 1 to 100 characters.
     pub name: String,
+    /// `sk_test_…`, `sk_live_…`, `rk_test_…` or `rk_live_…`; validated with
+    /// Stripe, stored in the secret store, never returned.
+    #[schema(value_type = String, format = Password)]
     pub api_key: SecretString,
+    /// Pinned `Stripe-Version`, e.g. `2023-08-16` (default: the server's).
     #[serde(default)]
     pub api_version: Option<String>,
+    /// `managed` (default): the connector keeps the account's endpoint.
     #[serde(default)]
     pub webhook: Option<WebhookSetting>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
 pub enum WebhookSetting {
     Managed,
-    Manual { secret: SecretString },
+    Manual {
+        /// The endpoint's signing secret, `whsec_…`.
+        #[schema(value_type = String, format = Password)]
+        secret: SecretString,
+    },
 }
 
 /// `PUT /connections/{id}/api-key`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
+    /// A key of the same account and mode.
+    #[schema(value_type = String, format = Password)]
     pub api_key: SecretString,
 }
 
 /// `PUT /connections/{id}/webhook-secret`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhookSecret {
+    /// `whsec_…`
+    #[schema(value_type = String, format = Password)]
     pub secret: SecretString,
     /// Keep verifying with the previous secrets (default), or drop them.
     #[serde(default = "yes")]
+    #[schema(default = true)]
     pub keep_previous: bool,
 }
 
@@ -58,7 +73,7 @@ fn yes() -> bool {
 }
 
 /// `PUT /connections/{id}/triggers`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerSet {
     pub triggers: Vec<String>,

@@ -18,17 +18,21 @@ use crate::workflow::{filter, signing, template};
 const MAX_STEPS: usize = 10;
 
 /// `POST /connections/{id}/workflows`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWorkflow {
+    /// A catalog trigger (`invoice.created`), or `*` for every one.
     pub trigger: String,
+    /// `{"event.path": value}` (equality) or `{"event.path": {"exists": bool}}`.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub filter: Map<String, Value>,
     #[serde(default)]
     pub target: Option<TargetBody>,
     #[serde(default)]
     pub steps: Vec<StepBody>,
     #[serde(default = "yes")]
+    #[schema(default = true)]
     pub enabled: bool,
 }
 
@@ -36,17 +40,22 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetBody {
+    /// An http(s) URL on a public address; deliveries are signed per
+    /// Standard Webhooks and follow no redirects.
     pub url: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepBody {
+    /// A catalog action, e.g. `invoices.finalize`.
     pub action: String,
+    /// The action's input; strings may hold `{{event.…}}` and `{{steps.N.…}}`.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     pub input: Value,
 }
 
@@ -55,14 +64,14 @@ fn empty_object() -> Value {
 }
 
 /// `PATCH …/workflows/{wid}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowPatch {
     pub enabled: bool,
 }
 
 /// `POST …/workflows/{wid}/test`: a stored event, or the trigger's sample.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestRun {
     #[serde(default)]

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::http::ApiError;
 use crate::stripe::StripeError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Pending,
@@ -21,7 +21,7 @@ pub enum RunStatus {
 }
 
 /// A finished step: its input after templates, and Stripe's answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepRecord {
     pub action: String,
     pub input: Value,

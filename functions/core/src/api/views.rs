@@ -1,0 +1,273 @@
+//! What the API answers, as types: handlers serialize these, and the OpenAPI
+//! document is generated from the same types, so the two cannot drift.
+//! None of them holds a secret but `WorkflowOut::target_secret`, shown once.
+
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::model::{Connection, StoredEvent, WebhookMode, Workflow};
+use crate::workflow::run::{Run, RunStatus, StepRecord};
+
+/// `{"status": "ok"}`
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// Every error: `{"error": {"type", "message", "param"?, "stripe"?}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code: `invalid_request`, `not_found`, `method_not_allowed`,
+    /// `payload_too_large`, `invalid_signature`, `stripe_error`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For a person; never holds a secret.
+    pub message: String,
+    /// The field at fault, as a path (`steps[0].input.id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+    /// Stripe's own error object and request id, when Stripe refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub stripe: Option<Value>,
+}
+
+/// A page of results.
+#[derive(Serialize, ToSchema)]
+pub struct ListOf<T: ToSchema> {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<T>,
+    /// Whether more follow (lists that page).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub has_more: Option<bool>,
+}
+
+impl<T: ToSchema> ListOf<T> {
+    pub fn new(data: Vec<T>) -> Self {
+        Self {
+            object: "list",
+            data,
+            has_more: None,
+        }
+    }
+
+    pub fn paged(data: Vec<T>, has_more: bool) -> Self {
+        Self {
+            object: "list",
+            data,
+            has_more: Some(has_more),
+        }
+    }
+}
+
+/// A connected Stripe account. Never holds its key or secrets.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionOut {
+    /// `conn_…`
+    pub id: String,
+    /// Always `connection`.
+    pub object: &'static str,
+    pub name: String,
+    pub account_id: String,
+    pub livemode: bool,
+    pub api_version: String,
+    /// Where Stripe posts this account's events.
+    pub webhook_url: String,
+    pub webhook: WebhookOut,
+    /// Events stored even without a workflow.
+    pub triggers: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WebhookOut {
+    pub mode: WebhookMode,
+    /// The managed endpoint (`we_…`), once there is one.
+    pub endpoint_id: Option<String>,
+    /// How many webhook secrets verify now (0 in lists).
+    pub secrets: usize,
+}
+
+impl ConnectionOut {
+    pub fn new(c: &Connection, secrets: Option<usize>, base_url: &str) -> Self {
+        Self {
+            id: c.id.clone(),
+            object: "connection",
+            name: c.name.clone(),
+            account_id: c.account_id.clone(),
+            livemode: c.livemode,
+            api_version: c.api_version.clone(),
+            webhook_url: format!("{base_url}/webhooks/{}", c.id),
+            webhook: WebhookOut {
+                mode: c.webhook_mode,
+                endpoint_id: c.webhook_endpoint_id.clone(),
+                secrets: secrets.unwrap_or(0),
+            },
+            triggers: c.triggers.clone(),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// The answer to a delete.
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
+    pub id: String,
+    /// `connection` or `workflow`.
+    pub object: &'static str,
+    pub deleted: bool,
+    /// For a connection: whether its managed endpoint was removed in Stripe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_endpoint_deleted: Option<bool>,
+}
+
+/// A workflow: a trigger, a filter, a target and/or steps.
+#[derive(Serialize, ToSchema)]
+pub struct WorkflowOut {
+    /// `wf_…`
+    pub id: String,
+    /// Always `workflow`.
+    pub object: &'static str,
+    pub connection_id: String,
+    pub trigger: String,
+    #[schema(value_type = Object)]
+    pub filter: serde_json::Map<String, Value>,
+    pub target: Option<TargetOut>,
+    pub steps: Vec<StepOut>,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// The target's signing secret (`whsec_…`): in the create answer only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_secret: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TargetOut {
+    pub url: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StepOut {
+    pub action: String,
+    #[schema(value_type = Object)]
+    pub input: Value,
+}
+
+impl From<&Workflow> for WorkflowOut {
+    fn from(w: &Workflow) -> Self {
+        Self {
+            id: w.id.clone(),
+            object: "workflow",
+            connection_id: w.connection_id.clone(),
+            trigger: w.trigger.clone(),
+            filter: w.filter.clone(),
+            target: w.target.as_ref().map(|t| TargetOut { url: t.url.clone() }),
+            steps: w
+                .steps
+                .iter()
+                .map(|s| StepOut {
+                    action: s.action.clone(),
+                    input: s.input.clone(),
+                })
+                .collect(),
+            enabled: w.enabled,
+            created_at: w.created_at,
+            updated_at: w.updated_at,
+            target_secret: None,
+        }
+    }
+}
+
+/// A stored Stripe event.
+#[derive(Serialize, ToSchema)]
+pub struct EventOut {
+    /// `evt_…`
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Stripe's `created`.
+    pub created: i64,
+    pub livemode: bool,
+    pub api_version: Option<String>,
+    /// The connected account (`acct_…`) for Connect events.
+    pub account: Option<String>,
+    pub received_at: i64,
+    /// Too large to store: fetched from Stripe when a run needs it.
+    pub body_omitted: bool,
+    /// The event as Stripe sent it (reading one event only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub event: Option<Value>,
+}
+
+impl From<&StoredEvent> for EventOut {
+    fn from(e: &StoredEvent) -> Self {
+        Self {
+            id: e.event_id.clone(),
+            event_type: e.event_type.clone(),
+            created: e.created,
+            livemode: e.livemode,
+            api_version: e.api_version.clone(),
+            account: e.account.clone(),
+            received_at: e.received_at,
+            body_omitted: e.body_omitted,
+            event: None,
+        }
+    }
+}
+
+/// One run of one workflow on one event.
+#[derive(Serialize, ToSchema)]
+pub struct RunOut {
+    /// Always `run`.
+    pub object: &'static str,
+    pub event_id: String,
+    pub workflow_id: String,
+    /// `rpl_…` for a replay.
+    pub replay: Option<String>,
+    pub status: RunStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<i64>,
+    pub delivered: bool,
+    pub steps: Vec<StepRecord>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<&Run> for RunOut {
+    fn from(r: &Run) -> Self {
+        Self {
+            object: "run",
+            event_id: r.event_id.clone(),
+            workflow_id: r.workflow_id.clone(),
+            replay: r.replay.clone(),
+            status: r.status,
+            attempts: r.attempts,
+            last_error: r.last_error.clone(),
+            next_attempt_at: r.next_attempt_at,
+            delivered: r.delivered,
+            steps: r.steps.clone(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// `POST /webhooks/{connection_id}`'s answer.
+#[derive(Serialize, ToSchema)]
+pub struct Received {
+    pub received: bool,
+    /// Stored before: acknowledged, not processed again.
+    pub duplicate: bool,
+}
