@@ -62,7 +62,7 @@ pub async fn start(data_dir: PathBuf, stripe_base: &str) -> Running {
         _ => None,
     })
     .unwrap();
-    let app = App::embedded(config).unwrap();
+    let app = connector_embedded::app(config).unwrap();
     serve(app, listener)
 }
 

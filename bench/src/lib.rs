@@ -8,8 +8,6 @@
 //! Shared pieces of the harnesses: finding the release binaries, reading a
 //! process's peak RSS, and summarising latencies.
 
-pub mod recorder;
-
 use std::path::PathBuf;
 use std::time::Duration;
 

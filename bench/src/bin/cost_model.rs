@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use connector_bench::recorder::{Call, Recorder};
 use connector_bench::{invoice_event, now_secs, reply, serve};
 use connector_core::adapters::dynamo::{DynamoStore, create_table};
 use connector_core::adapters::secrets_manager::SecretsManagerStore;
@@ -26,6 +25,7 @@ use connector_core::lambda::process_stream;
 use connector_core::model::{Connection, ConnectionSecrets, Target, WebhookMode, Workflow};
 use connector_core::ports::{ConnectionStore, EventStore, SecretStore, WorkflowStore};
 use connector_core::webhook::sign_header;
+use connector_testkit::recorder::{Call, Recorder};
 use secrecy::SecretString;
 use serde_json::json;
 

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use connector_bench::{invoice_event, ms, now_secs, peak_rss_kib, quantile, sibling_binary};
-use connector_core::app::App;
 use connector_core::config::Config;
 use connector_core::model::{Connection, ConnectionSecrets, WebhookMode};
 use connector_core::webhook::sign_header;
@@ -80,7 +79,7 @@ async fn seed(data_dir: &std::path::Path) {
         _ => None,
     })
     .expect("config");
-    let app = App::embedded(config).expect("store");
+    let app = connector_embedded::app(config).expect("store");
     app.secrets
         .put_secrets(
             CONNECTION,

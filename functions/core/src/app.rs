@@ -8,13 +8,10 @@ use secrecy::SecretString;
 
 use crate::adapters::cached_secrets::CachedSecrets;
 use crate::adapters::dynamo::DynamoStore;
-use crate::adapters::local_secrets::LocalSecretsFile;
 use crate::adapters::secrets_manager::SecretsManagerStore;
-use crate::adapters::sqlite::SqliteStore;
 use crate::config::{Config, ConfigError};
 use crate::ports::{
-    Clock, ConnectionStore, EventStore, RunStore, SecretStore, StoreError, SystemClock,
-    WorkflowStore,
+    Clock, ConnectionStore, EventStore, RunStore, SecretStore, SystemClock, WorkflowStore,
 };
 use crate::stripe::{StripeClient, StripeSettings, http_client};
 
@@ -114,16 +111,6 @@ impl App {
             Arc::new(secrets),
             Arc::new(SystemClock),
         ))
-    }
-
-    /// The dev server's embedded store and secrets file under the data directory.
-    pub fn embedded(config: Config) -> Result<Self, StoreError> {
-        let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
-        let store = Arc::new(SqliteStore::open(&dir.join("connector.db"))?);
-        let secrets = Arc::new(LocalSecretsFile::new(dir.join("secrets.json")));
-        Ok(Self::new(config, store, secrets, Arc::new(SystemClock)))
     }
 
     /// A Stripe client for one key, pinned to a version.

@@ -7,6 +7,8 @@ pub mod api;
 pub mod app;
 pub mod catalog;
 pub mod config;
+#[cfg(feature = "test-util")]
+pub mod conformance;
 pub mod http;
 pub mod ids;
 pub mod lambda;

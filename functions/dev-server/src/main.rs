@@ -1,7 +1,6 @@
 //! `cargo run -p dev-server`: the connector on 127.0.0.1:3000 with its
 //! embedded store under ./.connector. No AWS account, no Stripe key needed to start.
 
-use connector_core::app::App;
 use connector_core::config::Config;
 use secrecy::ExposeSecret;
 
@@ -36,7 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let data_dir = config.data_dir.clone();
-    let app = App::embedded(config)?;
+    let app = connector_embedded::app(config)?;
     println!(
         "stripe-connector dev server on http://{addr} (data in {})",
         data_dir.display()

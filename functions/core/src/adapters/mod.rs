@@ -1,16 +1,17 @@
-//! Implementations of the ports: DynamoDB and Secrets Manager in AWS, an
-//! embedded SQLite store and a local secrets file for the dev server, and
-//! in-memory ones for unit tests.
+//! Implementations of the ports deployed in AWS: DynamoDB and Secrets
+//! Manager; in-memory ones for tests behind the `test-util` feature. The
+//! dev server's embedded SQLite store and local secrets file live in the
+//! `connector-embedded` crate, so no Lambda links them.
 
 pub mod cached_secrets;
 pub mod dynamo;
-pub mod local_secrets;
+#[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 pub mod secrets_manager;
-pub mod sqlite;
 
 /// Newest first by (`created`, `event_id`); events after `starting_after`.
-pub(crate) fn page_events(
+/// Shared by every store that pages in memory (the embedded one too).
+pub fn page_events(
     mut events: Vec<crate::model::StoredEvent>,
     query: &crate::ports::EventQuery,
 ) -> Vec<crate::model::StoredEvent> {
@@ -33,7 +34,8 @@ pub(crate) fn page_events(
 }
 
 /// Newest first by (`created_at`, event, workflow), filtered, at most `limit`.
-pub(crate) fn filter_runs(
+/// Shared by every store that filters runs in memory (the embedded one too).
+pub fn filter_runs(
     mut runs: Vec<crate::workflow::run::Run>,
     query: &crate::ports::RunQuery,
 ) -> Vec<crate::workflow::run::Run> {

@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use connector_bench::recorder::Recorder;
 use connector_core::adapters::dynamo::{DynamoStore, create_table};
 use connector_core::adapters::memory::FixedClock;
 use connector_core::api::{self, Routes};
@@ -21,6 +20,7 @@ use connector_core::config::Config;
 use connector_core::lambda::{process_stream, scheduler_tick};
 use connector_core::model::StoredEvent;
 use connector_core::webhook::sign_header;
+use connector_testkit::recorder::Recorder;
 use serde_json::{Value, json};
 use serde_yaml_ng::Value as Yaml;
 use wiremock::matchers::{method, path, path_regex};

@@ -13,7 +13,7 @@ fn secret(s: &str) -> Vec<SecretString> {
 
 #[test]
 fn agrees_with_stripe_python_on_every_vector() {
-    let data: Value = serde_json::from_str(include_str!("data/webhook_vectors.json")).unwrap();
+    let data: Value = serde_json::from_str(include_str!("../data/webhook_vectors.json")).unwrap();
     let vectors = data["vectors"].as_array().unwrap();
     assert!(vectors.len() >= 30);
     for v in vectors {

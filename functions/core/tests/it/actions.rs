@@ -556,7 +556,7 @@ fn maximal_inputs(action: &Action) -> Vec<Value> {
 }
 
 fn spec() -> Value {
-    serde_json::from_str(include_str!("data/stripe_spec_subset.json")).unwrap()
+    serde_json::from_str(include_str!("../data/stripe_spec_subset.json")).unwrap()
 }
 
 /// The spec operation a request is for: same method, path segments equal or a `{param}`.

@@ -226,7 +226,7 @@ async fn load_on_the_embedded_store() {
         _ => None,
     })
     .unwrap();
-    let app = App::embedded(config).unwrap();
+    let app = connector_embedded::app(config).unwrap();
     set_up(&app, "conn_loadsqlite", &target.uri()).await;
     load(serve(app, listener), target, "conn_loadsqlite", 1).await;
 }

@@ -1,25 +1,23 @@
-//! One conformance suite, run against every store adapter: in-memory,
-//! embedded SQLite, and DynamoDB on moto through the real SDK. Same inputs,
-//! same answers.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
-
-mod support;
+//! The conformance suites every adapter of a port passes (in-memory,
+//! embedded SQLite, DynamoDB and Secrets Manager on moto): same inputs,
+//! same answers. Behind the `test-util` feature; run by each adapter's tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test suite: failing loudly is the point
 
 use std::sync::Arc;
 
-use connector_core::adapters::dynamo::DynamoStore;
-use connector_core::adapters::memory::MemoryStore;
-use connector_core::adapters::sqlite::SqliteStore;
-use connector_core::model::{
-    Connection, InsertOutcome, Step, StoredEvent, Target, WebhookMode, Workflow,
-};
-use connector_core::ports::{
-    ConnectionStore, EventQuery, EventStore, RunQuery, RunStore, StoreError, WorkflowStore,
-};
-use connector_core::workflow::run::{Failure, RetryPolicy, Run, RunStatus};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-fn connection(id: &str, created_at: i64) -> Connection {
+use crate::model::{
+    Connection, ConnectionSecrets, InsertOutcome, Step, StoredEvent, Target, WebhookMode, Workflow,
+};
+use crate::ports::{
+    ConnectionStore, EventQuery, EventStore, RunQuery, RunStore, SecretStore, StoreError,
+    WorkflowStore,
+};
+use crate::workflow::run::{Failure, RetryPolicy, Run, RunStatus};
+
+pub fn connection(id: &str, created_at: i64) -> Connection {
     Connection {
         id: id.to_string(),
         name: "Acme".into(),
@@ -34,7 +32,7 @@ fn connection(id: &str, created_at: i64) -> Connection {
     }
 }
 
-fn event(conn: &str, id: &str, ty: &str, created: i64) -> StoredEvent {
+pub fn event(conn: &str, id: &str, ty: &str, created: i64) -> StoredEvent {
     StoredEvent {
         connection_id: conn.to_string(),
         event_id: id.to_string(),
@@ -52,8 +50,8 @@ fn event(conn: &str, id: &str, ty: &str, created: i64) -> StoredEvent {
     }
 }
 
-async fn conformance<S: ConnectionStore + EventStore + 'static>(store: Arc<S>) {
-    let run = support::unique("");
+pub async fn stores<S: ConnectionStore + EventStore + 'static>(store: Arc<S>) {
+    let run = crate::ids::new_id("");
     let a = format!("conn_a{run}");
     let b = format!("conn_b{run}");
 
@@ -198,7 +196,7 @@ async fn conformance<S: ConnectionStore + EventStore + 'static>(store: Arc<S>) {
     );
 }
 
-fn workflow(conn: &str, id: &str, created_at: i64) -> Workflow {
+pub fn workflow(conn: &str, id: &str, created_at: i64) -> Workflow {
     Workflow {
         id: id.to_string(),
         connection_id: conn.to_string(),
@@ -220,8 +218,8 @@ fn workflow(conn: &str, id: &str, created_at: i64) -> Workflow {
     }
 }
 
-async fn workflow_conformance<S: WorkflowStore + RunStore + 'static>(store: Arc<S>) {
-    let run_id = support::unique("");
+pub async fn workflows_and_runs<S: WorkflowStore + RunStore + 'static>(store: Arc<S>) {
+    let run_id = crate::ids::new_id("");
     let conn = format!("conn_w{run_id}");
     let other = format!("conn_o{run_id}");
 
@@ -432,132 +430,40 @@ async fn workflow_conformance<S: WorkflowStore + RunStore + 'static>(store: Arc<
     );
 }
 
-#[tokio::test]
-async fn memory_store() {
-    conformance(Arc::new(MemoryStore::default())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn memory_workflows_and_runs() {
-    workflow_conformance(Arc::new(MemoryStore::default())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_workflows_and_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    workflow_conformance(Arc::new(
-        SqliteStore::open(&dir.path().join("store.db")).unwrap(),
-    ))
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn dynamodb_workflows_and_runs_on_moto() {
-    let (client, table) = support::dynamo_table().await;
-    workflow_conformance(Arc::new(DynamoStore::new(client, table))).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_store() {
-    let dir = tempfile::tempdir().unwrap();
-    conformance(Arc::new(
-        SqliteStore::open(&dir.path().join("store.db")).unwrap(),
-    ))
-    .await;
-}
-
-#[tokio::test]
-async fn sqlite_store_survives_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
-    let store = SqliteStore::open(&path).unwrap();
-    store
-        .insert_connection(&connection("conn_keep", 1))
-        .await
-        .unwrap();
-    store
-        .insert_event(&event("conn_keep", "evt_keep", "invoice.paid", 5))
-        .await
-        .unwrap();
-    drop(store);
-    let reopened = SqliteStore::open(&path).unwrap();
-    assert!(
-        reopened
-            .get_connection("conn_keep")
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert_eq!(
-        reopened
-            .insert_event(&event("conn_keep", "evt_keep", "invoice.paid", 5))
-            .await
-            .unwrap(),
-        InsertOutcome::Duplicate
-    );
-}
-
-/// Group commit: writes that fail (a conflict) share batches with writes
-/// that succeed; each is answered for itself, and every acknowledged write
-/// is on disk when the store is opened again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_group_commit_keeps_each_write_its_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
-    let store = Arc::new(SqliteStore::open(&path).unwrap());
-    store
-        .insert_connection(&connection("conn_gc", 1))
-        .await
-        .unwrap();
-    let tasks: Vec<_> = (0..200)
-        .map(|i| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                if i % 2 == 0 {
-                    let e = event("conn_gc", &format!("evt_gc{i}"), "invoice.paid", i);
-                    (
-                        i,
-                        store
-                            .insert_event(&e)
-                            .await
-                            .map(|o| o == InsertOutcome::Inserted),
-                    )
-                } else {
-                    // Updating a connection that does not exist is a conflict.
-                    let missing = connection(&format!("conn_missing{i}"), i);
-                    (i, store.update_connection(&missing).await.map(|()| true))
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        let (i, result) = t.await.unwrap();
-        if i % 2 == 0 {
-            assert!(result.unwrap(), "insert {i} acknowledged");
-        } else {
-            assert!(
-                matches!(result, Err(StoreError::Conflict)),
-                "update {i}: {result:?}"
-            );
-        }
+pub fn secrets(key: &str, hooks: &[&str]) -> ConnectionSecrets {
+    ConnectionSecrets {
+        target_secrets: Default::default(),
+        api_key: SecretString::from(key.to_string()),
+        webhook_secrets: hooks
+            .iter()
+            .map(|s| SecretString::from(s.to_string()))
+            .collect(),
     }
-    drop(store);
-    let reopened = SqliteStore::open(&path).unwrap();
-    let stored = reopened
-        .list_events(
-            "conn_gc",
-            &EventQuery {
-                limit: 1000,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(stored.len(), 100, "every acknowledged insert survived");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn dynamodb_store_on_moto() {
-    let (client, table) = support::dynamo_table().await;
-    conformance(Arc::new(DynamoStore::new(client, table))).await;
+pub async fn secrets_store(store: &dyn SecretStore) {
+    let id = crate::ids::new_id("conn_");
+    assert!(store.get_secrets(&id).await.unwrap().is_none());
+    store
+        .put_secrets(&id, &secrets("sk_test_one", &[]))
+        .await
+        .unwrap();
+    let got = store.get_secrets(&id).await.unwrap().unwrap();
+    assert_eq!(got.api_key.expose_secret(), "sk_test_one");
+    assert!(got.webhook_secrets.is_empty());
+    store
+        .put_secrets(&id, &secrets("sk_test_two", &["whsec_new", "whsec_old"]))
+        .await
+        .unwrap();
+    let got = store.get_secrets(&id).await.unwrap().unwrap();
+    assert_eq!(got.api_key.expose_secret(), "sk_test_two");
+    let hooks: Vec<&str> = got
+        .webhook_secrets
+        .iter()
+        .map(secrecy::ExposeSecret::expose_secret)
+        .collect();
+    assert_eq!(hooks, ["whsec_new", "whsec_old"]);
+    store.delete_secrets(&id).await.unwrap();
+    assert!(store.get_secrets(&id).await.unwrap().is_none());
+    store.delete_secrets(&id).await.unwrap();
 }

@@ -12,8 +12,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
-use crate::model::ConnectionSecrets;
-use crate::ports::{SecretStore, SecretsError};
+use connector_core::model::ConnectionSecrets;
+use connector_core::ports::{SecretStore, SecretsError};
 
 pub struct LocalSecretsFile {
     path: PathBuf,

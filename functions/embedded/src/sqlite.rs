@@ -16,11 +16,11 @@ use std::sync::{Arc, Mutex, mpsc};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use crate::model::{Connection, InsertOutcome, StoredEvent, Workflow};
-use crate::ports::{
+use connector_core::model::{Connection, InsertOutcome, StoredEvent, Workflow};
+use connector_core::ports::{
     ConnectionStore, EventQuery, EventStore, RunQuery, RunStore, StoreError, WorkflowStore,
 };
-use crate::workflow::run::Run;
+use connector_core::workflow::run::Run;
 
 /// At most this many writes share one commit.
 const MAX_BATCH: usize = 512;
@@ -93,7 +93,10 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
 impl SqliteStore {
     /// Opens (creating if needed) the store file and starts its writer thread,
     /// which ends when the last clone of the store is dropped.
+    /// The file is made (or kept) readable by its owner only: event bodies
+    /// hold customer data. SQLite gives its -wal and -shm files the same mode.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        crate::owner_only_file(path).map_err(unavailable)?;
         let db = rusqlite::Connection::open(path).map_err(unavailable)?;
         db.execute_batch(SCHEMA).map_err(unavailable)?;
         db.execute_batch("PRAGMA wal_autocheckpoint = 0")
@@ -544,7 +547,7 @@ impl RunStore for SqliteStore {
                 vec![connection_id.to_string().into()],
             )
             .await?;
-        Ok(super::filter_runs(runs, query))
+        Ok(connector_core::adapters::filter_runs(runs, query))
     }
 
     async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError> {
