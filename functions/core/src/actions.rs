@@ -1,14 +1,35 @@
 //! Runs one catalog action against Stripe: validate, then the request(s) its
 //! plan describes. Nothing is sent when the input is invalid.
 
-use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use crate::catalog::{self, Action, Plan, Verb};
-use crate::http::ApiError;
+use crate::catalog::{self, Action, InvalidInput, Plan, Verb};
 use crate::stripe::{StripeClient, StripeError};
 
 const DEFAULT_LIMIT: i64 = 10;
+
+/// Why an action did not run, by cause: its input, Stripe's answer, or the
+/// state of the object it acts on. The HTTP status is chosen in one place
+/// (`From<ActionError> for ApiError`); the retry class in
+/// `workflow::run::classify_action_error`.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// The input breaks a rule of the action; nothing was sent.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// Stripe refused or failed.
+    #[error(transparent)]
+    Stripe(#[from] StripeError),
+    /// The object's state forbids the action (a finalized invoice, a
+    /// product with prices, a payment intent in another state): it will
+    /// not heal by retrying. `stripe` is Stripe's refusal, when it said so.
+    #[error("{message}")]
+    State {
+        kind: &'static str,
+        message: String,
+        stripe: Option<StripeError>,
+    },
+}
 
 /// Validates `input` and runs `action`. A POST carries `idempotency_key`
 /// (the caller's, or one the client generates).
@@ -17,7 +38,7 @@ pub async fn run(
     input: &Value,
     stripe: &StripeClient,
     idempotency_key: Option<&str>,
-) -> Result<Value, ApiError> {
+) -> Result<Value, ActionError> {
     let valid = catalog::validate(action, input)?;
     let mut params = match valid {
         Value::Object(map) => map,
@@ -29,21 +50,17 @@ pub async fn run(
 }
 
 /// Rules between fields that a per-field check cannot see.
-fn precheck(action: &Action, p: &Map<String, Value>) -> Result<(), ApiError> {
+fn precheck(action: &Action, p: &Map<String, Value>) -> Result<(), InvalidInput> {
     match action.plan {
         Plan::CustomerFind => match (p.contains_key("id"), p.contains_key("email")) {
-            (true, true) => Err(ApiError::invalid_param(
-                "email",
-                "give id or email, not both",
-            )),
-            (false, false) => Err(ApiError::invalid_param(
+            (true, true) => Err(InvalidInput::at("email", "give id or email, not both")),
+            (false, false) => Err(InvalidInput::at(
                 "id",
                 "give the customer's id or an email address",
             )),
-            (true, false) if p.contains_key("limit") => Err(ApiError::invalid_param(
-                "limit",
-                "limit goes with email, not id",
-            )),
+            (true, false) if p.contains_key("limit") => {
+                Err(InvalidInput::at("limit", "limit goes with email, not id"))
+            }
             _ => Ok(()),
         },
         Plan::SubscriptionCancel if p.get("at_period_end") == Some(&Value::Bool(true)) => {
@@ -51,7 +68,7 @@ fn precheck(action: &Action, p: &Map<String, Value>) -> Result<(), ApiError> {
                 .into_iter()
                 .find(|k| p.contains_key(*k))
             {
-                Some(k) => Err(ApiError::invalid_param(
+                Some(k) => Err(InvalidInput::at(
                     k,
                     format!("{k} applies to an immediate cancel, not at_period_end"),
                 )),
@@ -61,13 +78,13 @@ fn precheck(action: &Action, p: &Map<String, Value>) -> Result<(), ApiError> {
         Plan::CouponCreate => {
             match (p.contains_key("percent_off"), p.contains_key("amount_off")) {
                 (true, true) => {
-                    return Err(ApiError::invalid_param(
+                    return Err(InvalidInput::at(
                         "amount_off",
                         "give percent_off or amount_off, not both",
                     ));
                 }
                 (false, false) => {
-                    return Err(ApiError::invalid_param(
+                    return Err(InvalidInput::at(
                         "percent_off",
                         "give percent_off or amount_off",
                     ));
@@ -75,18 +92,15 @@ fn precheck(action: &Action, p: &Map<String, Value>) -> Result<(), ApiError> {
                 _ => {}
             }
             if p.contains_key("amount_off") && !p.contains_key("currency") {
-                return Err(ApiError::invalid_param(
-                    "currency",
-                    "amount_off needs currency",
-                ));
+                return Err(InvalidInput::at("currency", "amount_off needs currency"));
             }
             let repeating = p.get("duration").and_then(Value::as_str) == Some("repeating");
             match (repeating, p.contains_key("duration_in_months")) {
-                (true, false) => Err(ApiError::invalid_param(
+                (true, false) => Err(InvalidInput::at(
                     "duration_in_months",
                     "a repeating coupon needs duration_in_months",
                 )),
-                (false, true) => Err(ApiError::invalid_param(
+                (false, true) => Err(InvalidInput::at(
                     "duration_in_months",
                     "duration_in_months goes with duration repeating",
                 )),
@@ -122,7 +136,7 @@ async fn execute(
     p: &mut Map<String, Value>,
     stripe: &StripeClient,
     key: Option<&str>,
-) -> Result<Value, ApiError> {
+) -> Result<Value, ActionError> {
     match action.plan {
         Plan::Call(verb, path) => {
             let path = if path.contains("{id}") {
@@ -188,7 +202,7 @@ async fn execute(
                 .await?;
             let status = invoice["status"].as_str().unwrap_or("unknown");
             if status != "draft" {
-                return Err(not_a_draft(action, &id, status, None));
+                return Err(not_a_draft(action, &id, status));
             }
             Ok(call(
                 stripe,
@@ -223,7 +237,7 @@ fn page_answer(result: &Value) -> Value {
     out
 }
 
-fn not_a_draft(action: &Action, id: &str, status: &str, stripe: Option<Value>) -> ApiError {
+fn not_a_draft(action: &Action, id: &str, status: &str) -> ActionError {
     let verb = if action.operation == "delete" {
         "deleted"
     } else {
@@ -234,52 +248,48 @@ fn not_a_draft(action: &Action, id: &str, status: &str, stripe: Option<Value>) -
     } else {
         ""
     };
-    let mut e = ApiError::new(
-        StatusCode::CONFLICT,
-        "invoice_not_draft",
-        format!("invoice {id} is {status}: only draft invoices can be {verb}{hint}"),
-    );
-    e.stripe = stripe.map(Box::new);
-    e
+    ActionError::State {
+        kind: "invoice_not_draft",
+        message: format!("invoice {id} is {status}: only draft invoices can be {verb}{hint}"),
+        stripe: None,
+    }
 }
 
-/// Gives Stripe's state refusals their meaning: a conflict with the object's
-/// state (409) with a message that says what to do.
-fn refine(action: &Action, mut e: ApiError) -> ApiError {
-    let Some(stripe) = e.stripe.clone() else {
+/// Gives Stripe's state refusals (400s) their meaning: a conflict with the
+/// object's state, with a message that says what to do.
+fn refine(action: &Action, e: ActionError) -> ActionError {
+    let ActionError::Stripe(stripe) = e else {
         return e;
     };
-    if e.status != StatusCode::BAD_REQUEST {
-        return e;
-    }
-    let code = stripe["code"].as_str().unwrap_or_default();
-    let message = stripe["message"].as_str().unwrap_or_default().to_string();
+    let (code, message) = match (stripe.status(), stripe.api_error()) {
+        (Some(400), Some(api)) => (
+            api.code.clone().unwrap_or_default(),
+            api.message.clone().unwrap_or_default(),
+        ),
+        _ => return ActionError::Stripe(stripe),
+    };
     let lower = message.to_ascii_lowercase();
-    match (action.key, code) {
-        ("products.delete", _) if lower.contains("price") => {
-            e.status = StatusCode::CONFLICT;
-            e.kind = "product_has_prices";
-            e.message = format!(
-                "{message} Archive it instead: products.update with {{\"active\": false}}."
-            );
-        }
+    let refined: Option<(&'static str, String)> = match (action.key, code.as_str()) {
+        ("products.delete", _) if lower.contains("price") => Some((
+            "product_has_prices",
+            format!("{message} Archive it instead: products.update with {{\"active\": false}}."),
+        )),
         ("payments.update" | "payments.cancel", "payment_intent_unexpected_state") => {
-            e.status = StatusCode::CONFLICT;
-            e.kind = "payment_intent_unexpected_state";
+            Some(("payment_intent_unexpected_state", message))
         }
         ("invoices.update" | "invoices.delete", _)
             if lower.contains("draft") || code == "invoice_not_editable" =>
         {
-            return not_a_draft(action, "", "not a draft", Some(*stripe)).with_message(message);
+            Some(("invoice_not_draft", message))
         }
-        _ => {}
-    }
-    e
-}
-
-impl ApiError {
-    fn with_message(mut self, message: String) -> Self {
-        self.message = message;
-        self
+        _ => None,
+    };
+    match refined {
+        Some((kind, message)) => ActionError::State {
+            kind,
+            message,
+            stripe: Some(stripe),
+        },
+        None => ActionError::Stripe(stripe),
     }
 }

@@ -198,6 +198,44 @@ impl From<StripeError> for ApiError {
     }
 }
 
+/// An input that breaks an action's rule: 400 naming the field.
+impl From<crate::catalog::InvalidInput> for ApiError {
+    fn from(e: crate::catalog::InvalidInput) -> Self {
+        let err = ApiError::bad_request(e.message);
+        match e.param {
+            Some(param) => err.with_param(param),
+            None => err,
+        }
+    }
+}
+
+/// An action's failure: its input (400), Stripe's answer (as
+/// `From<StripeError>`), or the object's state (409 with what to do, and
+/// Stripe's refusal when Stripe gave one).
+impl From<crate::actions::ActionError> for ApiError {
+    fn from(e: crate::actions::ActionError) -> Self {
+        use crate::actions::ActionError;
+        match e {
+            ActionError::Invalid(e) => e.into(),
+            ActionError::Stripe(e) => e.into(),
+            ActionError::State {
+                kind,
+                message,
+                stripe,
+            } => {
+                let from_stripe = stripe.map(ApiError::from);
+                ApiError {
+                    status: StatusCode::CONFLICT,
+                    kind,
+                    message,
+                    param: from_stripe.as_ref().and_then(|e| e.param.clone()),
+                    stripe: from_stripe.and_then(|e| e.stripe),
+                }
+            }
+        }
+    }
+}
+
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = http::Response::new(Bytes::from(bytes));

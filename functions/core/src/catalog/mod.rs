@@ -9,7 +9,7 @@ mod validate;
 
 pub use actions::ACTIONS;
 pub use triggers::{TRIGGERS, Trigger, trigger};
-pub use validate::{check as check_value, schema, validate};
+pub use validate::{InvalidInput, check as check_value, schema, validate};
 
 use serde_json::{Value, json};
 

@@ -5,8 +5,8 @@
 
 use serde_json::{Map, Value};
 
+use super::validate::InvalidInput;
 use super::{Action, Kind};
-use crate::http::ApiError;
 
 /// Quotes a value for the query language.
 pub fn quote(value: &str) -> String {
@@ -23,7 +23,7 @@ pub fn quote(value: &str) -> String {
 }
 
 /// Builds the `query` from a validated search input (without `limit`/`page`).
-pub fn build_query(action: &Action, input: &Map<String, Value>) -> Result<String, ApiError> {
+pub fn build_query(action: &Action, input: &Map<String, Value>) -> Result<String, InvalidInput> {
     let mut clauses = Vec::new();
     for field in action.fields {
         let Some(value) = input.get(field.name) else {
@@ -63,7 +63,7 @@ pub fn build_query(action: &Action, input: &Map<String, Value>) -> Result<String
             .map(|f| f.name)
             .filter(|n| *n != "limit" && *n != "page")
             .collect();
-        return Err(ApiError::bad_request(format!(
+        return Err(InvalidInput::new(format!(
             "{} needs at least one of {}",
             action.key,
             fields.join(", ")

@@ -4,11 +4,37 @@
 use serde_json::{Map, Value, json};
 
 use super::{Action, Field, Kind};
-use crate::http::ApiError;
 use crate::ids;
 
-fn bad(path: &str, message: impl Into<String>) -> ApiError {
-    ApiError::invalid_param(path, message)
+/// An action input that breaks a rule of its action: nothing is sent.
+/// `param` names the field as a JSON path (`metadata.plan`, `items[0].price`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidInput {
+    pub param: Option<String>,
+    pub message: String,
+}
+
+impl InvalidInput {
+    /// A rule of the whole input.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            param: None,
+            message: message.into(),
+        }
+    }
+
+    /// A rule of one field.
+    pub fn at(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            param: Some(param.into()),
+            message: message.into(),
+        }
+    }
+}
+
+fn bad(path: &str, message: impl Into<String>) -> InvalidInput {
+    InvalidInput::at(path, message)
 }
 
 fn join(prefix: &str, name: &str) -> String {
@@ -22,9 +48,9 @@ fn join(prefix: &str, name: &str) -> String {
 /// Validates `input` for `action`: a JSON object whose fields are all known,
 /// required ones present, each of the right kind. Nulls count as absent.
 /// Answers the cleaned object; an error names the field as a JSON path.
-pub fn validate(action: &Action, input: &Value) -> Result<Value, ApiError> {
+pub fn validate(action: &Action, input: &Value) -> Result<Value, InvalidInput> {
     let Value::Object(map) = input else {
-        return Err(ApiError::bad_request(format!(
+        return Err(InvalidInput::new(format!(
             "the input of {} must be a JSON object",
             action.key
         )));
@@ -37,7 +63,7 @@ fn check_object(
     map: &Map<String, Value>,
     prefix: &str,
     owner: &str,
-) -> Result<Map<String, Value>, ApiError> {
+) -> Result<Map<String, Value>, InvalidInput> {
     for key in map.keys() {
         if !fields.iter().any(|f| f.name == key) {
             let accepted: Vec<&str> = fields.iter().map(|f| f.name).collect();
@@ -66,13 +92,13 @@ fn check_object(
     Ok(out)
 }
 
-fn string<'a>(value: &'a Value, path: &str, what: &str) -> Result<&'a str, ApiError> {
+fn string<'a>(value: &'a Value, path: &str, what: &str) -> Result<&'a str, InvalidInput> {
     value
         .as_str()
         .ok_or_else(|| bad(path, format!("`{path}` must be {what}")))
 }
 
-fn integer(value: &Value, path: &str, min: i64, max: i64) -> Result<i64, ApiError> {
+fn integer(value: &Value, path: &str, min: i64, max: i64) -> Result<i64, InvalidInput> {
     value
         .as_i64()
         .filter(|n| (min..=max).contains(n))
@@ -98,7 +124,7 @@ fn is_email(s: &str) -> bool {
 }
 
 /// Checks one value against a kind; `path` names it in the error.
-pub fn check(kind: &Kind, value: &Value, path: &str) -> Result<Value, ApiError> {
+pub fn check(kind: &Kind, value: &Value, path: &str) -> Result<Value, InvalidInput> {
     match kind {
         Kind::Text(max) => {
             let s = string(value, path, "a string")?;
@@ -241,7 +267,7 @@ pub fn check(kind: &Kind, value: &Value, path: &str) -> Result<Value, ApiError> 
             if items.is_empty() || items.len() > *max {
                 return Err(bad(path, format!("`{path}` must hold 1 to {max} entries")));
             }
-            let checked: Result<Vec<Value>, ApiError> = items
+            let checked: Result<Vec<Value>, InvalidInput> = items
                 .iter()
                 .enumerate()
                 .map(|(i, v)| check(item, v, &format!("{path}[{i}]")))
@@ -407,7 +433,7 @@ mod tests {
     use super::*;
     use crate::catalog::action_by_key;
 
-    fn err(key: &str, input: Value) -> ApiError {
+    fn err(key: &str, input: Value) -> InvalidInput {
         validate(action_by_key(key).unwrap(), &input).unwrap_err()
     }
 

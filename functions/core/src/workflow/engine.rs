@@ -401,8 +401,10 @@ impl<'a> Engine<'a> {
                     entry["input"] = input.clone();
                     let key = format!("test-{test_id}-{index}");
                     actions::run(action, &input, &stripe, Some(&key)).await.map_err(|e| {
+                        let retryable = matches!(classify_action_error(&e), Failure::Transient(_));
+                        let e = crate::http::ApiError::from(e);
                         json!({"message": e.message, "type": e.kind, "param": e.param, "stripe": e.stripe,
-                               "retryable": matches!(classify_action_error(&e), Failure::Transient(_))})
+                               "retryable": retryable})
                     })
                 }
             };

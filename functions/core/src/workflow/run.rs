@@ -7,7 +7,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::http::ApiError;
 use crate::stripe::StripeError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -278,38 +277,36 @@ impl Run {
     }
 }
 
-/// How a refused or failed action step is retried.
-pub fn classify_action_error(e: &ApiError) -> Failure {
-    let message = match e.stripe.as_ref().and_then(|s| s["request_id"].as_str()) {
-        Some(id) => format!("{} (Stripe request {id})", e.message),
-        None => e.message.clone(),
+/// How a refused or failed action step is retried, by the error's type:
+/// bad input and the object's state never heal (permanent); Stripe's own
+/// verdict (`Stripe-Should-Retry`) decides when it gives one, else 409
+/// (idempotency or lock conflicts), 429, 5xx, timeouts and unreachability
+/// are transient. The message keeps Stripe's request id for support.
+pub fn classify_action_error(e: &crate::actions::ActionError) -> Failure {
+    use crate::actions::ActionError;
+    let with_request = |message: String, stripe: Option<&StripeError>| match stripe
+        .and_then(StripeError::request_id)
+    {
+        Some(id) => format!("{message} (Stripe request {id})"),
+        None => message,
     };
-    let state_conflict = matches!(
-        e.kind,
-        "invoice_not_draft" | "product_has_prices" | "payment_intent_unexpected_state"
-    );
-    let should_retry = e.stripe.as_ref().and_then(|s| s["should_retry"].as_bool());
-    let transient = match should_retry {
-        Some(verdict) => verdict,
-        None => match e.status.as_u16() {
-            409 => !state_conflict,
-            429 => true,
-            s => s >= 500,
-        },
-    };
-    if transient {
-        Failure::Transient(message)
-    } else {
-        Failure::Permanent(message)
-    }
-}
-
-/// How a failed Stripe call is retried.
-pub fn classify_stripe_error(e: &StripeError) -> Failure {
-    if e.is_transient() {
-        Failure::Transient(e.to_string())
-    } else {
-        Failure::Permanent(e.to_string())
+    match e {
+        ActionError::Invalid(e) => Failure::Permanent(e.message.clone()),
+        ActionError::State {
+            message, stripe, ..
+        } => Failure::Permanent(with_request(message.clone(), stripe.as_ref())),
+        ActionError::Stripe(stripe) => {
+            let message = stripe
+                .api_error()
+                .and_then(|a| a.message.clone())
+                .unwrap_or_else(|| stripe.to_string());
+            let message = with_request(message, Some(stripe));
+            if stripe.is_transient() {
+                Failure::Transient(message)
+            } else {
+                Failure::Permanent(message)
+            }
+        }
     }
 }
 
@@ -330,7 +327,7 @@ pub fn classify_delivery(status: Option<u16>) -> Option<Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::StatusCode;
+    use crate::actions::ActionError;
     use serde_json::json;
 
     const NOW: i64 = 1_800_000_000;
@@ -496,51 +493,49 @@ mod tests {
         assert_eq!(r.version, v0 + 3);
     }
 
-    fn api_error(status: u16, kind: &'static str, stripe: Option<serde_json::Value>) -> ApiError {
-        let mut e = ApiError::new(StatusCode::from_u16(status).unwrap(), kind, "m");
-        e.stripe = stripe.map(Box::new);
-        e
+    fn stripe(status: u16, kind: &str, should_retry: Option<bool>) -> ActionError {
+        ActionError::Stripe(StripeError::Api {
+            status,
+            error: crate::stripe::StripeApiError {
+                kind: kind.into(),
+                message: Some("m".into()),
+                ..Default::default()
+            },
+            request_id: Some("req_7".into()),
+            should_retry,
+        })
     }
 
     #[test]
     fn action_failures_are_classified() {
         use Failure::*;
-        let t = |e: &ApiError| matches!(classify_action_error(e), Transient(_));
-        assert!(!t(&api_error(400, "invalid_request", None)), "validation");
+        let t = |e: &ActionError| matches!(classify_action_error(e), Transient(_));
         assert!(
-            !t(&api_error(
-                402,
-                "stripe_error",
-                Some(json!({"type": "card_error"}))
-            )),
-            "card error"
+            !t(&ActionError::Invalid(crate::catalog::InvalidInput::at(
+                "email", "bad"
+            ))),
+            "validation"
         );
-        assert!(!t(&api_error(404, "stripe_error", Some(json!({})))));
-        assert!(t(&api_error(
-            409,
-            "stripe_error",
-            Some(json!({"type": "idempotency_error"}))
-        )));
+        assert!(!t(&stripe(402, "card_error", None)), "card error");
+        assert!(!t(&stripe(404, "invalid_request_error", None)));
+        assert!(t(&stripe(409, "idempotency_error", None)));
         assert!(
-            !t(&api_error(409, "invoice_not_draft", None)),
+            !t(&ActionError::State {
+                kind: "invoice_not_draft",
+                message: "m".into(),
+                stripe: None
+            }),
             "a state conflict will not heal"
         );
-        assert!(t(&api_error(429, "stripe_error", Some(json!({})))));
-        assert!(t(&api_error(502, "stripe_unavailable", None)));
-        assert!(t(&api_error(504, "stripe_timeout", None)));
-        assert!(t(&api_error(
-            400,
-            "stripe_error",
-            Some(json!({"should_retry": true}))
-        )));
-        assert!(!t(&api_error(
-            503,
-            "stripe_error",
-            Some(json!({"should_retry": false}))
-        )));
-        let e = api_error(400, "stripe_error", Some(json!({"request_id": "req_7"})));
+        assert!(t(&stripe(429, "rate_limit_error", None)));
+        assert!(t(&stripe(502, "api_error", None)));
+        assert!(t(&ActionError::Stripe(StripeError::Timeout(
+            std::time::Duration::from_secs(20)
+        ))));
+        assert!(t(&stripe(400, "invalid_request_error", Some(true))));
+        assert!(!t(&stripe(503, "api_error", Some(false))));
         assert_eq!(
-            classify_action_error(&e),
+            classify_action_error(&stripe(400, "invalid_request_error", None)),
             Permanent("m (Stripe request req_7)".into())
         );
     }

@@ -84,7 +84,10 @@ impl Stripe {
             .mount(&self.server)
             .await;
         let action = catalog::action_by_key(key).unwrap();
-        let result = run(action, &input, &self.client, None).await;
+        // As a caller sees it: the one mapping of ActionError to HTTP.
+        let result = run(action, &input, &self.client, None)
+            .await
+            .map_err(ApiError::from);
         (result, sent(&self.server).await)
     }
 }
@@ -680,7 +683,7 @@ async fn refused_by_stripe(
     )
     .await
     .unwrap_err();
-    (e, sent(&server).await)
+    (ApiError::from(e), sent(&server).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -750,6 +753,7 @@ async fn only_draft_invoices_are_updated_or_deleted() {
         )
         .await
         .unwrap_err();
+        let e = ApiError::from(e);
         assert_eq!(
             (e.status, e.kind),
             (StatusCode::CONFLICT, "invoice_not_draft"),
