@@ -236,6 +236,71 @@ impl From<crate::actions::ActionError> for ApiError {
     }
 }
 
+/// Every use case's failure, as the caller sees it. Store and secret-store
+/// failures are logged here and answered 503 without their detail.
+impl From<crate::service::Error> for ApiError {
+    fn from(e: crate::service::Error) -> Self {
+        use crate::service::Error;
+        match e {
+            Error::NotFound(what) => ApiError::not_found(format!("unknown {what}")),
+            Error::Invalid(e) => e.into(),
+            Error::KeyRefused { message, stripe } => {
+                let from_stripe = stripe.map(|e| ApiError::from(*e));
+                ApiError {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    kind: "invalid_api_key",
+                    message,
+                    param: Some("api_key".into()),
+                    stripe: from_stripe.and_then(|e| e.stripe),
+                }
+            }
+            Error::Conflict {
+                kind,
+                message,
+                stripe,
+            } => {
+                let from_stripe = stripe.map(|e| ApiError::from(*e));
+                ApiError {
+                    status: StatusCode::CONFLICT,
+                    kind,
+                    message,
+                    param: None,
+                    stripe: from_stripe.and_then(|e| e.stripe),
+                }
+            }
+            Error::EndpointNotDeleted(stripe) => {
+                let mut err = ApiError::from(*stripe);
+                err.message = format!(
+                    "could not delete the Stripe webhook endpoint ({}); retry, or pass ?force=true to delete the connection anyway",
+                    err.message
+                );
+                err
+            }
+            Error::UnexpectedStripeAnswer(message) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "stripe_error", message)
+            }
+            Error::Stripe(e) => (*e).into(),
+            Error::Action(e) => (*e).into(),
+            Error::Signature(e) => ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()),
+            Error::InvalidEvent { param, message } => {
+                let err = ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", message);
+                match param {
+                    Some(p) => err.with_param(p),
+                    None => err,
+                }
+            }
+            Error::LivemodeMismatch(message) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "livemode_mismatch", message)
+            }
+            Error::Store(e) => ApiError::service_unavailable("the store failed", &e),
+            Error::Secrets(e) => ApiError::service_unavailable("the secret store failed", &e),
+            Error::Internal(cause) => {
+                ApiError::internal("the request could not be completed", &cause)
+            }
+        }
+    }
+}
+
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = http::Response::new(Bytes::from(bytes));

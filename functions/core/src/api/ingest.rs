@@ -57,8 +57,8 @@ impl FromRequest<App> for Verified {
             .await?;
         let signature = parts.headers.get("stripe-signature").cloned();
         let RawBody(body) = RawBody::from_request(Request::from_parts(parts, body), app).await?;
-        ingest::verify(app, &id, signature.as_ref(), body)
-            .await
-            .map(Verified)
+        Ok(Verified(
+            ingest::verify(app, &id, signature.as_ref(), body).await?,
+        ))
     }
 }

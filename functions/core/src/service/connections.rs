@@ -1,15 +1,13 @@
 //! Connections: connect a Stripe account, rotate its key and webhook
 //! secrets, choose the triggers it stores, remove it.
 
-use http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{endpoint, load, secrets_error, store_error};
+use super::{Error, Result, endpoint, load};
 use crate::app::App;
-use crate::catalog;
-use crate::http::ApiError;
+use crate::catalog::{self, InvalidInput};
 use crate::ids::ConnectionId;
 use crate::model::{Connection, ConnectionSecrets, WebhookMode};
 use crate::stripe::{StripeClient, StripeError};
@@ -88,7 +86,7 @@ pub struct ConnectionView {
 
 /// `sk_test_`, `sk_live_`, `rk_test_`, `rk_live_`, then Stripe's charset. The
 /// message never repeats the key.
-fn check_api_key(key: &SecretString) -> Result<SecretString, ApiError> {
+fn check_api_key(key: &SecretString) -> Result<SecretString> {
     let key = key.expose_secret().trim();
     let prefix_ok = ["sk_test_", "sk_live_", "rk_test_", "rk_live_"]
         .iter()
@@ -97,15 +95,15 @@ fn check_api_key(key: &SecretString) -> Result<SecretString, ApiError> {
         && key.len() <= 255
         && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if !prefix_ok || !tail_ok {
-        return Err(ApiError::invalid_param(
+        return Err(InvalidInput::at(
             "api_key",
             "api_key must be a Stripe secret or restricted key (sk_test_…, sk_live_…, rk_test_…, rk_live_…)",
-        ));
+        ).into());
     }
     Ok(SecretString::from(key.to_string()))
 }
 
-fn check_webhook_secret(secret: &SecretString, param: &str) -> Result<SecretString, ApiError> {
+fn check_webhook_secret(secret: &SecretString, param: &str) -> Result<SecretString> {
     let s = secret.expose_secret().trim();
     let tail = s.strip_prefix("whsec_").unwrap_or_default();
     if tail.is_empty()
@@ -114,17 +112,18 @@ fn check_webhook_secret(secret: &SecretString, param: &str) -> Result<SecretStri
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'+' || b == b'/' || b == b'=')
     {
-        return Err(ApiError::invalid_param(
+        return Err(InvalidInput::at(
             param,
             format!("{param} must be a Stripe webhook signing secret (whsec_…)"),
-        ));
+        )
+        .into());
     }
     Ok(SecretString::from(s.to_string()))
 }
 
 /// `YYYY-MM-DD`, optionally `.name` in lowercase letters (`2024-09-30.acacia`).
 /// Checked byte by byte: no input, however malformed, is sliced.
-pub(crate) fn check_api_version(v: &str) -> Result<(), ApiError> {
+pub(crate) fn check_api_version(v: &str) -> Result<()> {
     let b = v.as_bytes();
     let date = b.len() >= 10
         && b[..10].iter().enumerate().all(|(i, c)| {
@@ -140,55 +139,45 @@ pub(crate) fn check_api_version(v: &str) -> Result<(), ApiError> {
         Some(_) => false,
     };
     if !date || !suffix_ok {
-        return Err(ApiError::invalid_param(
+        return Err(InvalidInput::at(
             "api_version",
             "api_version must be a Stripe API version such as 2023-08-16",
-        ));
+        )
+        .into());
     }
     Ok(())
 }
 
 /// Asks Stripe who the key belongs to. A refusal is the caller's problem (422).
-async fn account_of(client: &StripeClient) -> Result<String, ApiError> {
+async fn account_of(client: &StripeClient) -> Result<String> {
     match client.get("/v1/account", &json!({})).await {
-        Ok(account) => account["id"].as_str().map(str::to_string).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "stripe_error",
-                "Stripe's account has no id",
-            )
-        }),
+        Ok(account) => account["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or(Error::UnexpectedStripeAnswer("Stripe's account has no id")),
         Err(
             e @ StripeError::Api {
                 status: 400..=499, ..
             },
-        ) if e.status() != Some(429) => {
-            let mut err = ApiError::from(e);
-            err.status = StatusCode::UNPROCESSABLE_ENTITY;
-            err.kind = "invalid_api_key";
-            err.message = format!(
+        ) if e.status() != Some(429) => Err(Error::KeyRefused {
+            message: format!(
                 "Stripe refused the key: {}",
-                err.stripe
-                    .as_ref()
-                    .and_then(|s| s["message"].as_str())
+                e.api_error()
+                    .and_then(|a| a.message.as_deref())
                     .unwrap_or("unauthorized")
-            );
-            err.param = Some("api_key".into());
-            Err(err)
-        }
+            ),
+            stripe: Some(Box::new(e)),
+        }),
         Err(e) => Err(e.into()),
     }
 }
 
 /// Connects an account: input checked, key validated with Stripe, secrets
 /// stored, then the connection record.
-pub async fn create(app: &App, body: NewConnection) -> Result<ConnectionView, ApiError> {
+pub async fn create(app: &App, body: NewConnection) -> Result<ConnectionView> {
     let name = body.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::invalid_param(
-            "name",
-            "name must be 1 to 100 characters",
-        ));
+        return Err(InvalidInput::at("name", "name must be 1 to 100 characters").into());
     }
     let api_key = check_api_key(&body.api_key)?;
     let api_version = body
@@ -223,14 +212,8 @@ pub async fn create(app: &App, body: NewConnection) -> Result<ConnectionView, Ap
         webhook_secrets,
     };
     // Secrets first: a connection record never exists without its secrets.
-    app.secrets
-        .put_secrets(&connection.id, &secrets)
-        .await
-        .map_err(secrets_error)?;
-    app.connections
-        .insert_connection(&connection)
-        .await
-        .map_err(store_error)?;
+    app.secrets.put_secrets(&connection.id, &secrets).await?;
+    app.connections.insert_connection(&connection).await?;
     tracing::info!(connection = %connection.id, account = %connection.account_id, livemode, "connection created");
     Ok(ConnectionView {
         webhook_secrets: Some(secrets.webhook_secrets.len()),
@@ -238,7 +221,7 @@ pub async fn create(app: &App, body: NewConnection) -> Result<ConnectionView, Ap
     })
 }
 
-pub async fn get(app: &App, id: &ConnectionId) -> Result<ConnectionView, ApiError> {
+pub async fn get(app: &App, id: &ConnectionId) -> Result<ConnectionView> {
     let (connection, secrets) = load(app, id).await?;
     Ok(ConnectionView {
         connection,
@@ -246,17 +229,14 @@ pub async fn get(app: &App, id: &ConnectionId) -> Result<ConnectionView, ApiErro
     })
 }
 
-pub async fn list(app: &App) -> Result<Vec<Connection>, ApiError> {
-    app.connections
-        .list_connections()
-        .await
-        .map_err(store_error)
+pub async fn list(app: &App) -> Result<Vec<Connection>> {
+    Ok(app.connections.list_connections().await?)
 }
 
 /// Removes the connection, its managed endpoint in Stripe and its secrets.
 /// Answers whether the endpoint was deleted. Stripe unreachable → the error,
 /// unless `force`.
-pub async fn delete(app: &App, id: &ConnectionId, force: bool) -> Result<bool, ApiError> {
+pub async fn delete(app: &App, id: &ConnectionId, force: bool) -> Result<bool> {
     let (c, secrets) = load(app, id).await?;
     let mut endpoint_deleted = false;
     if let (WebhookMode::Managed, Some(endpoint)) = (c.webhook_mode, &c.webhook_endpoint_id) {
@@ -266,64 +246,40 @@ pub async fn delete(app: &App, id: &ConnectionId, force: bool) -> Result<bool, A
             Err(e) if force => {
                 tracing::warn!(connection = %c.id, error = %e, "endpoint not deleted; forced");
             }
-            Err(e) => {
-                let mut err = ApiError::from(e);
-                err.message = format!(
-                    "could not delete the Stripe webhook endpoint ({}); retry, or pass ?force=true to delete the connection anyway",
-                    err.message
-                );
-                return Err(err);
-            }
+            Err(e) => return Err(Error::EndpointNotDeleted(Box::new(e))),
         }
     }
-    app.connections
-        .delete_connection(id)
-        .await
-        .map_err(store_error)?;
-    app.secrets
-        .delete_secrets(id)
-        .await
-        .map_err(secrets_error)?;
+    app.connections.delete_connection(id).await?;
+    app.secrets.delete_secrets(id).await?;
     tracing::info!(connection = %id, endpoint_deleted, "connection deleted");
     Ok(endpoint_deleted)
 }
 
 /// Rotates the API key: same mode, same account, validated with Stripe first.
-pub async fn rotate_key(
-    app: &App,
-    id: &ConnectionId,
-    body: NewApiKey,
-) -> Result<ConnectionView, ApiError> {
+pub async fn rotate_key(app: &App, id: &ConnectionId, body: NewApiKey) -> Result<ConnectionView> {
     let api_key = check_api_key(&body.api_key)?;
     let (mut c, mut secrets) = load(app, id).await?;
     if api_key.expose_secret().contains("_live_") != c.livemode {
-        return Err(ApiError::invalid_param(
+        return Err(InvalidInput::at(
             "api_key",
             "the new key's mode (test or live) differs from the connection's",
-        ));
+        )
+        .into());
     }
     let account = account_of(&app.stripe(&api_key, &c.api_version)).await?;
     if account != c.account_id {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_api_key",
-            format!(
+        return Err(Error::KeyRefused {
+            message: format!(
                 "the new key belongs to {account}, not to the connection's account {}",
                 c.account_id
             ),
-        )
-        .with_param("api_key"));
+            stripe: None,
+        });
     }
     secrets.api_key = api_key;
-    app.secrets
-        .put_secrets(id, &secrets)
-        .await
-        .map_err(secrets_error)?;
+    app.secrets.put_secrets(id, &secrets).await?;
     c.updated_at = app.clock.now();
-    app.connections
-        .update_connection(&c)
-        .await
-        .map_err(store_error)?;
+    app.connections.update_connection(&c).await?;
     tracing::info!(connection = %id, "api key rotated");
     Ok(ConnectionView {
         connection: c,
@@ -337,7 +293,7 @@ pub async fn set_webhook_secret(
     app: &App,
     id: &ConnectionId,
     body: NewWebhookSecret,
-) -> Result<ConnectionView, ApiError> {
+) -> Result<ConnectionView> {
     let secret = check_webhook_secret(&body.secret, "secret")?;
     let (c, mut secrets) = load(app, id).await?;
     let mut list = vec![secret.clone()];
@@ -352,10 +308,7 @@ pub async fn set_webhook_secret(
     }
     list.truncate(MAX_WEBHOOK_SECRETS);
     secrets.webhook_secrets = list;
-    app.secrets
-        .put_secrets(id, &secrets)
-        .await
-        .map_err(secrets_error)?;
+    app.secrets.put_secrets(id, &secrets).await?;
     tracing::info!(connection = %id, active = secrets.webhook_secrets.len(), "webhook secrets changed");
     Ok(ConnectionView {
         connection: c,
@@ -370,14 +323,15 @@ pub async fn set_triggers(
     id: &ConnectionId,
     body: TriggerSet,
     base_url: &str,
-) -> Result<ConnectionView, ApiError> {
+) -> Result<ConnectionView> {
     let mut triggers = Vec::new();
     for (i, t) in body.triggers.iter().enumerate() {
         if catalog::trigger(t).is_none() {
-            return Err(ApiError::invalid_param(
+            return Err(InvalidInput::at(
                 format!("triggers[{i}]"),
                 format!("unknown trigger {t:?}; see GET /catalog"),
-            ));
+            )
+            .into());
         }
         triggers.push(t.clone());
     }
@@ -389,10 +343,7 @@ pub async fn set_triggers(
         endpoint::sync(app, &mut c, &mut secrets, base_url).await?;
     }
     c.updated_at = app.clock.now();
-    app.connections
-        .update_connection(&c)
-        .await
-        .map_err(store_error)?;
+    app.connections.update_connection(&c).await?;
     Ok(ConnectionView {
         connection: c,
         webhook_secrets: Some(secrets.webhook_secrets.len()),

@@ -1,14 +1,12 @@
 //! Endpoint sync: the connection's ONE managed Stripe webhook endpoint kept
 //! equal to what it needs (its triggers ∪ its enabled workflows' triggers).
 
-use http::StatusCode;
 use secrecy::SecretString;
 use serde_json::json;
 
-use super::{secrets_error, store_error};
+use super::{Error, Result};
 use crate::app::App;
 use crate::catalog;
-use crate::http::ApiError;
 use crate::model::{Connection, ConnectionSecrets, WebhookMode};
 use crate::stripe::{StripeClient, StripeError};
 
@@ -31,13 +29,10 @@ pub async fn resync(
     connection: &mut Connection,
     secrets: &mut ConnectionSecrets,
     base_url: &str,
-) -> Result<(), ApiError> {
+) -> Result<()> {
     if connection.webhook_mode == WebhookMode::Managed {
         sync(app, connection, secrets, base_url).await?;
-        app.connections
-            .update_connection(connection)
-            .await
-            .map_err(store_error)?;
+        app.connections.update_connection(connection).await?;
     }
     Ok(())
 }
@@ -51,7 +46,7 @@ pub async fn sync(
     c: &mut Connection,
     secrets: &mut ConnectionSecrets,
     base_url: &str,
-) -> Result<(), ApiError> {
+) -> Result<()> {
     let stripe = app.stripe(&secrets.api_key, &c.api_version);
     let url = format!("{base_url}/webhooks/{}", c.id);
     let events = subscribed_events(app, c).await?;
@@ -62,10 +57,7 @@ pub async fn sync(
                 return Err(e.into());
             }
             secrets.webhook_secrets.clear();
-            app.secrets
-                .put_secrets(&c.id, secrets)
-                .await
-                .map_err(secrets_error)?;
+            app.secrets.put_secrets(&c.id, secrets).await?;
         }
         return Ok(());
     }
@@ -92,39 +84,30 @@ pub async fn sync(
     let endpoint = match stripe.post("/v1/webhook_endpoints", &create, None).await {
         Ok(endpoint) => endpoint,
         Err(e) if is_endpoint_limit(&e) => {
-            let mut err = ApiError::from(e);
-            err.status = StatusCode::CONFLICT;
-            err.kind = "webhook_endpoint_limit";
-            err.message = "the Stripe account already has the maximum of 16 webhook endpoints; delete one in Stripe, or connect with {\"webhook\": {\"mode\": \"manual\"}} and reuse an endpoint".into();
-            return Err(err);
+            return Err(Error::Conflict {
+                kind: "webhook_endpoint_limit",
+                message: "the Stripe account already has the maximum of 16 webhook endpoints; delete one in Stripe, or connect with {\"webhook\": {\"mode\": \"manual\"}} and reuse an endpoint".into(),
+                stripe: Some(Box::new(e)),
+            });
         }
         Err(e) => return Err(e.into()),
     };
     let (Some(id), Some(secret)) = (endpoint["id"].as_str(), endpoint["secret"].as_str()) else {
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "stripe_error",
+        return Err(Error::UnexpectedStripeAnswer(
             "Stripe created the endpoint without an id or secret",
         ));
     };
     c.webhook_endpoint_id = Some(id.to_string());
     secrets.webhook_secrets = vec![SecretString::from(secret.to_string())];
-    app.secrets
-        .put_secrets(&c.id, secrets)
-        .await
-        .map_err(secrets_error)?;
+    app.secrets.put_secrets(&c.id, secrets).await?;
     tracing::info!(connection = %c.id, endpoint = %id, "webhook endpoint created");
     Ok(())
 }
 
 /// What the endpoint subscribes to: the triggers set on the connection plus
 /// those of its enabled workflows (`*` stands for every catalog trigger).
-async fn subscribed_events(app: &App, c: &Connection) -> Result<Vec<String>, ApiError> {
-    let workflows = app
-        .workflows
-        .list_workflows(&c.id)
-        .await
-        .map_err(store_error)?;
+async fn subscribed_events(app: &App, c: &Connection) -> Result<Vec<String>> {
+    let workflows = app.workflows.list_workflows(&c.id).await?;
     let mut events: Vec<String> = c.triggers.clone();
     for w in workflows.iter().filter(|w| w.enabled) {
         if w.trigger == "*" {

@@ -2,10 +2,9 @@
 
 use serde_json::{Value, json};
 
-use super::{connection, store_error, workflows};
+use super::{Error, Result, connection, workflows};
 use crate::app::App;
-use crate::catalog;
-use crate::http::ApiError;
+use crate::catalog::{self, InvalidInput};
 use crate::ids::{self, ConnectionId, EventId, WorkflowId};
 use crate::model::StoredEvent;
 use crate::ports::EventQuery;
@@ -19,18 +18,19 @@ pub async fn list(
     event_type: Option<String>,
     starting_after: Option<String>,
     limit: usize,
-) -> Result<(Vec<StoredEvent>, bool), ApiError> {
+) -> Result<(Vec<StoredEvent>, bool)> {
     if let Some(t) = &event_type {
         if catalog::trigger(t).is_none() && t.len() > 100 {
-            return Err(ApiError::invalid_param("type", "type is not an event type"));
+            return Err(InvalidInput::at("type", "type is not an event type").into());
         }
     }
     if let Some(s) = &starting_after {
         if !ids::is_id(s, "evt_") {
-            return Err(ApiError::invalid_param(
+            return Err(InvalidInput::at(
                 "starting_after",
                 "starting_after must be an event id (evt_…)",
-            ));
+            )
+            .into());
         }
     }
     connection(app, conn).await?;
@@ -39,22 +39,17 @@ pub async fn list(
         limit: limit + 1,
         starting_after,
     };
-    let mut events = app
-        .events
-        .list_events(conn, &query)
-        .await
-        .map_err(store_error)?;
+    let mut events = app.events.list_events(conn, &query).await?;
     let has_more = events.len() > limit;
     events.truncate(limit);
     Ok((events, has_more))
 }
 
-pub async fn get(app: &App, conn: &ConnectionId, id: &EventId) -> Result<StoredEvent, ApiError> {
+pub async fn get(app: &App, conn: &ConnectionId, id: &EventId) -> Result<StoredEvent> {
     app.events
         .get_event(conn, id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| ApiError::not_found("unknown event"))
+        .await?
+        .ok_or(Error::NotFound("event"))
 }
 
 /// Runs a stored event again as new runs — for every enabled workflow it
@@ -66,13 +61,14 @@ pub async fn replay(
     conn: &ConnectionId,
     event_id: &EventId,
     only: Option<String>,
-) -> Result<Vec<Run>, ApiError> {
-    let only = match only {
-        None => None,
-        Some(w) => Some(WorkflowId::try_from(w).map_err(|_| {
-            ApiError::invalid_param("workflow", "workflow must be a workflow id (wf_…)")
-        })?),
-    };
+) -> Result<Vec<Run>> {
+    let only =
+        match only {
+            None => None,
+            Some(w) => Some(WorkflowId::try_from(w).map_err(|_| {
+                InvalidInput::at("workflow", "workflow must be a workflow id (wf_…)")
+            })?),
+        };
     connection(app, conn).await?;
     let event = get(app, conn, event_id).await?;
     let matching = match &only {
@@ -82,10 +78,7 @@ pub async fn replay(
                 Some(b) => serde_json::from_str(b).unwrap_or(Value::Null),
                 None => json!({"id": event.event_id, "type": event.event_type}),
             };
-            Engine::new(app, "replay")
-                .matching(&event, &body)
-                .await
-                .map_err(store_error)?
+            Engine::new(app, "replay").matching(&event, &body).await?
         }
     };
     let now = app.clock.now();
@@ -93,7 +86,7 @@ pub async fn replay(
     for w in matching {
         let mut run = Run::new(conn, &event.event_id, &w.id, now);
         run.replay = Some(ids::new_id("rpl_"));
-        app.runs.create_run(&run).await.map_err(store_error)?;
+        app.runs.create_run(&run).await?;
         made.push(run);
     }
     tracing::info!(connection = %conn, event_id = %event_id, runs = made.len(), "event replayed");

@@ -5,9 +5,9 @@
 
 use serde::Deserialize;
 
+use super::{Error, Result};
 use crate::adapters::dynamo::MAX_STORED_BODY;
 use crate::app::App;
-use crate::http::ApiError;
 use crate::ids::{self, ConnectionId};
 use crate::model::{Connection, InsertOutcome, StoredEvent};
 use crate::webhook::{self, DEFAULT_TOLERANCE_SECS};
@@ -45,38 +45,37 @@ pub async fn verify(
     connection_id: &ConnectionId,
     signature: Option<&http::HeaderValue>,
     body: bytes::Bytes,
-) -> Result<VerifiedEvent, ApiError> {
+) -> Result<VerifiedEvent> {
     let (connection, secrets) = tokio::join!(
         app.connections.get_connection(connection_id),
         app.secrets.get_secrets(connection_id)
     );
-    let connection = connection
-        .map_err(|e| ApiError::service_unavailable("could not read the connection", &e))?
-        .ok_or_else(|| ApiError::not_found("unknown connection"))?;
-    let secrets = secrets
-        .map_err(|e| ApiError::service_unavailable("could not read the webhook secrets", &e))?
-        .map(|s| s.webhook_secrets)
-        .unwrap_or_default();
-    let header =
-        match signature {
-            None => None,
-            Some(v) => Some(v.to_str().map_err(|_| {
-                signature_error(webhook::SignatureError::MalformedHeader("not ASCII"))
-            })?),
-        };
+    let connection = connection?.ok_or(Error::NotFound("connection"))?;
+    let secrets = secrets?.map(|s| s.webhook_secrets).unwrap_or_default();
+    let header = match signature {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| webhook::SignatureError::MalformedHeader("not ASCII"))?,
+        ),
+    };
     webhook::verify(
         &body,
         header,
         &secrets,
         app.clock.now(),
         DEFAULT_TOLERANCE_SECS,
-    )
-    .map_err(signature_error)?;
+    )?;
 
-    let envelope: Envelope = serde_json::from_slice(&body)
-        .map_err(|e| invalid_event(format!("body is not a Stripe event: {e}")))?;
+    let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| Error::InvalidEvent {
+        param: None,
+        message: format!("body is not a Stripe event: {e}"),
+    })?;
     if !ids::is_id(&envelope.id, "evt_") {
-        return Err(invalid_event("event id must look like evt_…").with_param("id"));
+        return Err(Error::InvalidEvent {
+            param: Some("id"),
+            message: "event id must look like evt_…".into(),
+        });
     }
     if envelope.event_type.is_empty()
         || envelope.event_type.len() > 100
@@ -85,18 +84,17 @@ pub async fn verify(
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')
     {
-        return Err(invalid_event("event type is not a Stripe event type").with_param("type"));
+        return Err(Error::InvalidEvent {
+            param: Some("type"),
+            message: "event type is not a Stripe event type".into(),
+        });
     }
     if envelope.livemode != connection.livemode {
-        return Err(ApiError::new(
-            http::StatusCode::BAD_REQUEST,
-            "livemode_mismatch",
-            format!(
-                "a {} event was sent to a {} connection",
-                if envelope.livemode { "live" } else { "test" },
-                if connection.livemode { "live" } else { "test" }
-            ),
-        ));
+        return Err(Error::LivemodeMismatch(format!(
+            "a {} event was sent to a {} connection",
+            if envelope.livemode { "live" } else { "test" },
+            if connection.livemode { "live" } else { "test" }
+        )));
     }
     Ok(VerifiedEvent {
         connection,
@@ -108,7 +106,7 @@ pub async fn verify(
 /// Stores a verified event unless (connection, event id) is stored already;
 /// answers whether it was a duplicate. An event too large for one record is
 /// stored without its body (fetched from Stripe when a run needs it).
-pub async fn store(app: &App, verified: VerifiedEvent) -> Result<bool, ApiError> {
+pub async fn store(app: &App, verified: VerifiedEvent) -> Result<bool> {
     let VerifiedEvent {
         connection,
         envelope,
@@ -134,23 +132,11 @@ pub async fn store(app: &App, verified: VerifiedEvent) -> Result<bool, ApiError>
         received_at: now,
         expires_at: now + EVENT_RETENTION_SECS,
     };
-    let outcome = app
-        .events
-        .insert_event(&event)
-        .await
-        .map_err(|e| ApiError::service_unavailable("could not store the event", &e))?;
+    let outcome = app.events.insert_event(&event).await?;
     let duplicate = outcome == InsertOutcome::Duplicate;
     tracing::info!(
         connection = %event.connection_id, event_id = %event.event_id, event_type = %event.event_type,
         duplicate, body_omitted = too_large, "webhook received"
     );
     Ok(duplicate)
-}
-
-fn invalid_event(message: impl Into<String>) -> ApiError {
-    ApiError::new(http::StatusCode::BAD_REQUEST, "invalid_event", message)
-}
-
-fn signature_error(e: webhook::SignatureError) -> ApiError {
-    ApiError::new(http::StatusCode::BAD_REQUEST, e.code(), e.to_string())
 }

@@ -10,38 +10,100 @@ pub mod runs;
 pub mod workflows;
 
 use crate::app::App;
-use crate::http::ApiError;
+use crate::catalog::InvalidInput;
 use crate::model::{Connection, ConnectionSecrets};
 use crate::ports::{SecretsError, StoreError};
+use crate::stripe::StripeError;
+use crate::webhook::SignatureError;
 
-pub(crate) fn store_error(e: StoreError) -> ApiError {
-    ApiError::service_unavailable("the connection store failed", &e)
+/// Why a use case failed, by cause. The HTTP status of each is chosen in
+/// one place: `From<service::Error> for ApiError` (http.rs).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// What was named does not exist (a malformed id names nothing too).
+    #[error("unknown {0}")]
+    NotFound(&'static str),
+    /// A field breaks a rule; nothing was written or sent.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// Stripe refused the API key (or it belongs to another account).
+    #[error("{message}")]
+    KeyRefused {
+        message: String,
+        stripe: Option<Box<StripeError>>,
+    },
+    /// The account's state forbids it (16 endpoints already).
+    #[error("{message}")]
+    Conflict {
+        kind: &'static str,
+        message: String,
+        stripe: Option<Box<StripeError>>,
+    },
+    /// Stripe could not remove the managed endpoint, so the connection is
+    /// kept (retry, or force).
+    #[error("could not delete the Stripe webhook endpoint")]
+    EndpointNotDeleted(Box<StripeError>),
+    /// Stripe answered something the connector cannot use.
+    #[error("{0}")]
+    UnexpectedStripeAnswer(&'static str),
+    #[error(transparent)]
+    Stripe(Box<StripeError>),
+    #[error(transparent)]
+    Action(Box<crate::actions::ActionError>),
+    /// A webhook delivery's signature did not verify.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// A signed delivery is not a Stripe event the connector can store.
+    #[error("{message}")]
+    InvalidEvent {
+        param: Option<&'static str>,
+        message: String,
+    },
+    /// A live event for a test connection, or the reverse.
+    #[error("{0}")]
+    LivemodeMismatch(String),
+    #[error("the store failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("the secret store failed: {0}")]
+    Secrets(#[from] SecretsError),
+    /// Ours: a state that should not be (a connection without secrets).
+    #[error("{0}")]
+    Internal(String),
 }
 
-pub(crate) fn secrets_error(e: SecretsError) -> ApiError {
-    ApiError::service_unavailable("the secret store failed", &e)
+// Stripe's errors are boxed: they are large and rare, and keep every
+// `Result<_, Error>` small.
+impl From<StripeError> for Error {
+    fn from(e: StripeError) -> Self {
+        Error::Stripe(Box::new(e))
+    }
 }
+
+impl From<crate::actions::ActionError> for Error {
+    fn from(e: crate::actions::ActionError) -> Self {
+        Error::Action(Box::new(e))
+    }
+}
+
+/// A use case's answer.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A connection and its secrets, read together (one round trip, not two).
-pub async fn load(app: &App, id: &str) -> Result<(Connection, ConnectionSecrets), ApiError> {
+pub async fn load(app: &App, id: &str) -> Result<(Connection, ConnectionSecrets)> {
     let (connection, secrets) = tokio::join!(
         app.connections.get_connection(id),
         app.secrets.get_secrets(id)
     );
-    let connection = connection
-        .map_err(store_error)?
-        .ok_or_else(|| ApiError::not_found("unknown connection"))?;
-    let secrets = secrets
-        .map_err(secrets_error)?
-        .ok_or_else(|| ApiError::internal("the connection has no secrets", &id))?;
+    let connection = connection?.ok_or(Error::NotFound("connection"))?;
+    let secrets =
+        secrets?.ok_or_else(|| Error::Internal(format!("connection {id} has no secrets")))?;
     Ok((connection, secrets))
 }
 
 /// A connection that must exist (for routes that need no secret).
-pub async fn connection(app: &App, id: &str) -> Result<Connection, ApiError> {
+pub async fn connection(app: &App, id: &str) -> Result<Connection> {
     app.connections
         .get_connection(id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| ApiError::not_found("unknown connection"))
+        .await?
+        .ok_or(Error::NotFound("connection"))
 }

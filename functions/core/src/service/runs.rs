@@ -2,9 +2,9 @@
 
 use serde_json::json;
 
-use super::{load, store_error};
+use super::{Result, load};
 use crate::app::App;
-use crate::http::ApiError;
+use crate::catalog::InvalidInput;
 use crate::ids::{self, ConnectionId};
 use crate::ports::RunQuery;
 use crate::workflow::run::{Run, RunStatus};
@@ -17,33 +17,30 @@ pub async fn list(
     event_id: Option<String>,
     workflow_id: Option<String>,
     limit: usize,
-) -> Result<Vec<Run>, ApiError> {
+) -> Result<Vec<Run>> {
     let status = match status {
         None => None,
         Some(s) => Some(serde_json::from_value::<RunStatus>(json!(s)).map_err(|_| {
-            ApiError::invalid_param(
+            InvalidInput::at(
                 "status",
                 "status must be pending, running, succeeded, retrying or dead",
             )
         })?),
     };
     if event_id.as_deref().is_some_and(|e| !ids::is_id(e, "evt_")) {
-        return Err(ApiError::invalid_param(
-            "event_id",
-            "event_id must be an event id (evt_…)",
-        ));
+        return Err(InvalidInput::at("event_id", "event_id must be an event id (evt_…)").into());
     }
     if workflow_id
         .as_deref()
         .is_some_and(|w| !ids::is_id(w, "wf_"))
     {
-        return Err(ApiError::invalid_param(
-            "workflow_id",
-            "workflow_id must be a workflow id (wf_…)",
-        ));
+        return Err(
+            InvalidInput::at("workflow_id", "workflow_id must be a workflow id (wf_…)").into(),
+        );
     }
     load(app, conn).await?;
-    app.runs
+    Ok(app
+        .runs
         .list_runs(
             conn,
             &RunQuery {
@@ -53,6 +50,5 @@ pub async fn list(
                 limit,
             },
         )
-        .await
-        .map_err(store_error)
+        .await?)
 }

@@ -6,10 +6,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{endpoint, load, secrets_error, store_error};
+use super::{Error, Result, endpoint, load};
 use crate::app::App;
-use crate::catalog;
-use crate::http::ApiError;
+use crate::catalog::{self, InvalidInput};
 use crate::ids::{ConnectionId, EventId, WorkflowId};
 use crate::model::{Step, Target, Workflow};
 use crate::workflow::engine::Engine;
@@ -78,44 +77,40 @@ pub struct TestRun {
     pub event_id: Option<String>,
 }
 
-pub async fn get(app: &App, conn: &ConnectionId, wid: &WorkflowId) -> Result<Workflow, ApiError> {
+pub async fn get(app: &App, conn: &ConnectionId, wid: &WorkflowId) -> Result<Workflow> {
     app.workflows
         .get_workflow(conn, wid)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| ApiError::not_found("unknown workflow"))
+        .await?
+        .ok_or(Error::NotFound("workflow"))
 }
 
 /// Checks a workflow as a user wrote it: known trigger and actions,
 /// well-formed filter and templates, and each step's input valid for its
 /// action once templates are filled from the trigger's sample event and
 /// sample results of the earlier steps.
-fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<(), ApiError> {
+fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<()> {
     if body.trigger != "*" && catalog::trigger(&body.trigger).is_none() {
-        return Err(ApiError::invalid_param(
+        return Err(InvalidInput::at(
             "trigger",
             format!(
                 "unknown trigger {:?}; see GET /catalog, or use * for every event",
                 body.trigger
             ),
-        ));
+        )
+        .into());
     }
     if body.target.is_none() && body.steps.is_empty() {
-        return Err(ApiError::invalid_param(
-            "steps",
-            "a workflow needs a target, steps, or both",
-        ));
+        return Err(InvalidInput::at("steps", "a workflow needs a target, steps, or both").into());
     }
-    filter::check(&body.filter).map_err(|e| ApiError::invalid_param("filter", e.to_string()))?;
+    filter::check(&body.filter).map_err(|e| InvalidInput::at("filter", e.to_string()))?;
     if let Some(target) = &body.target {
         crate::target::check_url(&target.url, allow_private_targets)
-            .map_err(|e| ApiError::invalid_param("target.url", e.to_string()))?;
+            .map_err(|e| InvalidInput::at("target.url", e.to_string()))?;
     }
     if body.steps.len() > MAX_STEPS {
-        return Err(ApiError::invalid_param(
-            "steps",
-            format!("a workflow has at most {MAX_STEPS} steps"),
-        ));
+        return Err(
+            InvalidInput::at("steps", format!("a workflow has at most {MAX_STEPS} steps")).into(),
+        );
     }
     let sample = catalog::sample_event(if body.trigger == "*" {
         ""
@@ -126,13 +121,13 @@ fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<(), ApiError
     for (i, step) in body.steps.iter().enumerate() {
         let param = format!("steps[{i}]");
         let action = catalog::action_by_key(&step.action).ok_or_else(|| {
-            ApiError::invalid_param(
+            InvalidInput::at(
                 format!("{param}.action"),
                 format!("unknown action {:?}; see GET /catalog", step.action),
             )
         })?;
         let paths = template::paths(&step.input)
-            .map_err(|e| ApiError::invalid_param(format!("{param}.input"), e.to_string()))?;
+            .map_err(|e| InvalidInput::at(format!("{param}.input"), e.to_string()))?;
         for path in &paths {
             if let Some(n) = path
                 .strip_prefix("steps.")
@@ -140,10 +135,11 @@ fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<(), ApiError
                 .and_then(|n| n.parse::<usize>().ok())
             {
                 if n >= i {
-                    return Err(ApiError::invalid_param(
+                    return Err(InvalidInput::at(
                         format!("{param}.input"),
                         format!("{{{{{path}}}}} reads a step that has not run yet"),
-                    ));
+                    )
+                    .into());
                 }
             }
         }
@@ -173,10 +169,11 @@ fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<(), ApiError
                     })?;
             }
             Err(e) => {
-                return Err(ApiError::invalid_param(
+                return Err(InvalidInput::at(
                     format!("{param}.input"),
                     format!("{e} (checked with the sample {} event)", body.trigger),
-                ));
+                )
+                .into());
             }
         }
         results.push(catalog::sample_result(action));
@@ -192,7 +189,7 @@ pub async fn create(
     conn: &ConnectionId,
     body: NewWorkflow,
     base_url: &str,
-) -> Result<(Workflow, Option<String>), ApiError> {
+) -> Result<(Workflow, Option<String>)> {
     check(&body, app.config.private_targets_allowed())?;
     let (mut connection, mut secrets) = load(app, conn).await?;
     let now = app.clock.now();
@@ -219,26 +216,17 @@ pub async fn create(
         secrets
             .target_secrets
             .insert(workflow.id.clone(), SecretString::from(secret.clone()));
-        app.secrets
-            .put_secrets(conn, &secrets)
-            .await
-            .map_err(secrets_error)?;
+        app.secrets.put_secrets(conn, &secrets).await?;
     }
-    app.workflows
-        .insert_workflow(&workflow)
-        .await
-        .map_err(store_error)?;
+    app.workflows.insert_workflow(&workflow).await?;
     endpoint::resync(app, &mut connection, &mut secrets, base_url).await?;
     tracing::info!(connection = %conn, workflow = %workflow.id, trigger = %workflow.trigger, "workflow created");
     Ok((workflow, target_secret))
 }
 
-pub async fn list(app: &App, conn: &ConnectionId) -> Result<Vec<Workflow>, ApiError> {
+pub async fn list(app: &App, conn: &ConnectionId) -> Result<Vec<Workflow>> {
     load(app, conn).await?;
-    app.workflows
-        .list_workflows(conn)
-        .await
-        .map_err(store_error)
+    Ok(app.workflows.list_workflows(conn).await?)
 }
 
 pub async fn patch(
@@ -247,15 +235,12 @@ pub async fn patch(
     wid: &WorkflowId,
     body: WorkflowPatch,
     base_url: &str,
-) -> Result<Workflow, ApiError> {
+) -> Result<Workflow> {
     let (mut connection, mut secrets) = load(app, conn).await?;
     let mut workflow = get(app, conn, wid).await?;
     workflow.enabled = body.enabled;
     workflow.updated_at = app.clock.now();
-    app.workflows
-        .update_workflow(&workflow)
-        .await
-        .map_err(store_error)?;
+    app.workflows.update_workflow(&workflow).await?;
     endpoint::resync(app, &mut connection, &mut secrets, base_url).await?;
     Ok(workflow)
 }
@@ -265,18 +250,12 @@ pub async fn delete(
     conn: &ConnectionId,
     wid: &WorkflowId,
     base_url: &str,
-) -> Result<(), ApiError> {
+) -> Result<()> {
     let (mut connection, mut secrets) = load(app, conn).await?;
     get(app, conn, wid).await?;
-    app.workflows
-        .delete_workflow(conn, wid)
-        .await
-        .map_err(store_error)?;
+    app.workflows.delete_workflow(conn, wid).await?;
     if secrets.target_secrets.remove(wid.as_str()).is_some() {
-        app.secrets
-            .put_secrets(conn, &secrets)
-            .await
-            .map_err(secrets_error)?;
+        app.secrets.put_secrets(conn, &secrets).await?;
     }
     endpoint::resync(app, &mut connection, &mut secrets, base_url).await
 }
@@ -288,19 +267,18 @@ pub async fn test(
     conn: &ConnectionId,
     wid: &WorkflowId,
     body: TestRun,
-) -> Result<Value, ApiError> {
+) -> Result<Value> {
     let workflow = get(app, conn, wid).await?;
     let event = match body.event_id {
         Some(id) => {
             let id = EventId::try_from(id).map_err(|_| {
-                ApiError::invalid_param("event_id", "event_id must be an event id (evt_…)")
+                InvalidInput::at("event_id", "event_id must be an event id (evt_…)")
             })?;
             let stored = app
                 .events
                 .get_event(conn, &id)
-                .await
-                .map_err(store_error)?
-                .ok_or_else(|| ApiError::not_found("unknown event"))?;
+                .await?
+                .ok_or(Error::NotFound("event"))?;
             stored
                 .body
                 .as_deref()
@@ -316,5 +294,5 @@ pub async fn test(
     Engine::new(app, "test")
         .dry_run(&workflow, &event)
         .await
-        .map_err(|e| ApiError::internal("the test run failed", &e))
+        .map_err(|e| Error::Internal(format!("the test run failed: {e}")))
 }
