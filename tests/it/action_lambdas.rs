@@ -36,6 +36,7 @@ async fn app(stripe: &MockServer) -> App {
             triggers: vec![],
             created_at: 1,
             updated_at: 1,
+            version: 0,
         })
         .await
         .unwrap();

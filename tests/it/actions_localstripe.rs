@@ -42,6 +42,7 @@ async fn connected() -> (tempfile::TempDir, Running, String) {
             triggers: vec![],
             created_at: 1,
             updated_at: 1,
+            version: 0,
         })
         .await
         .unwrap();

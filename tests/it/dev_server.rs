@@ -333,6 +333,7 @@ async fn a_localstripe_event_runs_its_workflow_once_and_changes_the_object() {
             triggers: vec![],
             created_at: 1,
             updated_at: 1,
+            version: 0,
         })
         .await
         .unwrap();

@@ -51,6 +51,7 @@ async fn set_up(app: &App, conn: &str, target: &str) {
                 filter: Default::default(),
                 target: Some(Target {
                     url: target.to_string(),
+                    secret: None,
                 }),
                 steps: vec![],
                 enabled: true,
@@ -73,6 +74,7 @@ async fn set_up(app: &App, conn: &str, target: &str) {
             triggers: vec![],
             created_at: 0,
             updated_at: 0,
+            version: 0,
         })
         .await
         .unwrap();

@@ -5,6 +5,7 @@
 
 mod action_lambdas;
 mod actions_localstripe;
+mod concurrency;
 mod dev_server;
 mod least_privilege;
 mod load;

@@ -269,6 +269,7 @@ async fn seed(stub_url: &str) {
             triggers: vec!["invoice.created".into()],
             created_at: 0,
             updated_at: 0,
+            version: 0,
         })
         .await;
     let _ = store
@@ -279,6 +280,7 @@ async fn seed(stub_url: &str) {
             filter: Default::default(),
             target: Some(Target {
                 url: format!("{stub_url}/target"),
+                secret: None,
             }),
             steps: vec![],
             enabled: true,

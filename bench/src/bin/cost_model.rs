@@ -132,6 +132,7 @@ async fn main() {
             triggers: vec![],
             created_at: 0,
             updated_at: 0,
+            version: 0,
         })
         .await
         .expect("connection");
@@ -143,6 +144,7 @@ async fn main() {
             filter: Default::default(),
             target: Some(Target {
                 url: format!("http://{target}/hook"),
+                secret: None,
             }),
             steps: vec![],
             enabled: true,

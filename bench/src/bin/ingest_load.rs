@@ -103,6 +103,7 @@ async fn seed(data_dir: &std::path::Path) {
             triggers: vec!["invoice.created".into()],
             created_at: 0,
             updated_at: 0,
+            version: 0,
         })
         .await
         .expect("connection");

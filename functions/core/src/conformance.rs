@@ -29,6 +29,7 @@ pub fn connection(id: &str, created_at: i64) -> Connection {
         triggers: vec!["invoice.created".into()],
         created_at,
         updated_at: created_at,
+        version: 0,
     }
 }
 
@@ -69,10 +70,59 @@ pub async fn stores<S: ConnectionStore + EventStore + 'static>(store: Arc<S>) {
     let mut changed = connection(&a, 100);
     changed.webhook_endpoint_id = Some("we_123".into());
     changed.triggers = vec![];
+    // An update names the next version; one that skips or repeats a
+    // version lost a race and changes nothing.
+    changed.version = 2;
+    assert!(matches!(
+        store.update_connection(&changed).await,
+        Err(StoreError::Conflict)
+    ));
+    changed.version = 1;
     store.update_connection(&changed).await.unwrap();
     assert_eq!(
         store.get_connection(&a).await.unwrap(),
         Some(changed.clone())
+    );
+    let mut stale = connection(&a, 100);
+    stale.version = 1;
+    assert!(matches!(
+        store.update_connection(&stale).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.get_connection(&a).await.unwrap(),
+        Some(changed.clone())
+    );
+
+    // The lease: one holder at a time, until it is given back or runs out;
+    // the holder may renew; an update leaves it in place.
+    assert!(store.lock_connection(&a, "one", 1000, 1030).await.unwrap());
+    assert!(!store.lock_connection(&a, "two", 1010, 1040).await.unwrap());
+    assert!(store.lock_connection(&a, "one", 1010, 1040).await.unwrap());
+    changed.version = 2;
+    store.update_connection(&changed).await.unwrap();
+    assert!(!store.lock_connection(&a, "two", 1020, 1050).await.unwrap());
+    store.unlock_connection(&a, "two").await.unwrap();
+    assert!(
+        !store.lock_connection(&a, "two", 1020, 1050).await.unwrap(),
+        "only its holder gives it back"
+    );
+    store.unlock_connection(&a, "one").await.unwrap();
+    assert!(store.lock_connection(&a, "two", 1020, 1050).await.unwrap());
+    assert!(
+        store
+            .lock_connection(&a, "three", 1051, 1080)
+            .await
+            .unwrap(),
+        "a lease runs out"
+    );
+    store.unlock_connection(&a, "three").await.unwrap();
+    assert!(
+        !store
+            .lock_connection("conn_nobody", "one", 1000, 1030)
+            .await
+            .unwrap(),
+        "no such connection"
     );
     assert!(matches!(
         store.update_connection(&connection(&b, 50)).await,
@@ -207,6 +257,7 @@ pub fn workflow(conn: &str, id: &str, created_at: i64) -> Workflow {
             .clone(),
         target: Some(Target {
             url: "https://hooks.example.com/in".into(),
+            secret: None,
         }),
         steps: vec![Step {
             action: "invoices.finalize".into(),

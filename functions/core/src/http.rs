@@ -292,6 +292,10 @@ impl From<crate::service::Error> for ApiError {
             Error::LivemodeMismatch(message) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "livemode_mismatch", message)
             }
+            Error::Busy => ApiError::service_unavailable(
+                "the connection is being changed by another request",
+                &"lease wait timed out",
+            ),
             Error::Store(e) => ApiError::service_unavailable("the store failed", &e),
             Error::Secrets(e) => ApiError::service_unavailable("the secret store failed", &e),
             Error::Internal(cause) => {

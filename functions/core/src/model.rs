@@ -29,6 +29,10 @@ pub struct Connection {
     pub triggers: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Bumped by every update; an update names the version it replaces, so
+    /// two writers can never both succeed on the same state.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// One Stripe event as received, stored once per (connection, event id).
@@ -177,6 +181,11 @@ pub struct Workflow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
     pub url: String,
+    /// Deliveries are signed with it. Kept with its workflow, so creating or
+    /// removing a workflow never rewrites the connection's secrets (older
+    /// workflows keep theirs in `ConnectionSecrets::target_secrets`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<TargetSecret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,4 +194,44 @@ pub struct Step {
     pub action: String,
     /// The action's input, with templates.
     pub input: serde_json::Value,
+}
+
+/// A target's signing secret (`whsec_…`): shown to its user once, at
+/// creation; `Debug` never shows it.
+#[derive(Clone)]
+pub struct TargetSecret(SecretString);
+
+impl TargetSecret {
+    pub fn new(secret: String) -> Self {
+        Self(SecretString::from(secret))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for TargetSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TargetSecret([REDACTED])")
+    }
+}
+
+impl PartialEq for TargetSecret {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(self.expose().as_bytes().ct_eq(other.expose().as_bytes()))
+    }
+}
+
+impl Serialize for TargetSecret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.expose())
+    }
+}
+
+impl<'de> Deserialize<'de> for TargetSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self::new)
+    }
 }

@@ -33,8 +33,22 @@ pub trait ConnectionStore: Send + Sync {
     async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError>;
     /// Every connection, oldest first.
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError>;
-    /// Replaces an existing connection; `Conflict` if it is gone.
+    /// Replaces the connection stored at version `connection.version - 1`
+    /// (the caller bumps the version); `Conflict` if it is gone or another
+    /// write came first.
     async fn update_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+    /// Takes the connection's lease for `owner` until `until` (Unix
+    /// seconds), unless another owner holds one that has not ended by
+    /// `now`. `false`: held elsewhere, or no such connection.
+    async fn lock_connection(
+        &self,
+        id: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError>;
+    /// Gives the lease back if `owner` still holds it.
+    async fn unlock_connection(&self, id: &str, owner: &str) -> Result<(), StoreError>;
     async fn delete_connection(&self, id: &str) -> Result<(), StoreError>;
 }
 
@@ -115,10 +129,19 @@ pub enum SecretsError {
 
 #[async_trait]
 pub trait SecretStore: Send + Sync {
+    /// The secrets, possibly from a short-lived cache: for reading only.
     async fn get_secrets(
         &self,
         connection_id: &str,
     ) -> Result<Option<ConnectionSecrets>, SecretsError>;
+    /// The secrets as stored now, never from a cache: what a change of the
+    /// secrets is computed from.
+    async fn get_secrets_fresh(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<ConnectionSecrets>, SecretsError> {
+        self.get_secrets(connection_id).await
+    }
     /// Creates or replaces the connection's secrets.
     async fn put_secrets(
         &self,
@@ -137,6 +160,12 @@ impl<S: SecretStore + ?Sized> SecretStore for std::sync::Arc<S> {
         connection_id: &str,
     ) -> Result<Option<ConnectionSecrets>, SecretsError> {
         (**self).get_secrets(connection_id).await
+    }
+    async fn get_secrets_fresh(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<ConnectionSecrets>, SecretsError> {
+        (**self).get_secrets_fresh(connection_id).await
     }
     async fn put_secrets(
         &self,

@@ -64,6 +64,10 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
          id TEXT PRIMARY KEY,
          created_at INTEGER NOT NULL,
          record TEXT NOT NULL);
+     CREATE TABLE IF NOT EXISTS connection_leases (
+         id TEXT PRIMARY KEY,
+         owner TEXT NOT NULL,
+         until INTEGER NOT NULL);
      CREATE TABLE IF NOT EXISTS events (
          connection_id TEXT NOT NULL,
          event_id TEXT NOT NULL,
@@ -301,11 +305,16 @@ impl ConnectionStore for SqliteStore {
 
     async fn update_connection(&self, c: &Connection) -> Result<(), StoreError> {
         let (id, record) = (c.id.clone(), encode(c)?);
+        let previous = i64::try_from(c.version)
+            .ok()
+            .and_then(|v| v.checked_sub(1))
+            .ok_or(StoreError::Conflict)?;
         self.write(move |db| {
             let n = db
                 .execute(
-                    "UPDATE connections SET record = ?2 WHERE id = ?1",
-                    params![id, record],
+                    "UPDATE connections SET record = ?2 WHERE id = ?1 \
+                     AND COALESCE(json_extract(record, '$.version'), 0) = ?3",
+                    params![id, record, previous],
                 )
                 .map_err(unavailable)?;
             if n == 0 {
@@ -322,6 +331,42 @@ impl ConnectionStore for SqliteStore {
         self.write(move |db| {
             db.execute("DELETE FROM connections WHERE id = ?1", [id])
                 .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn lock_connection(
+        &self,
+        id: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let (id, owner) = (id.to_string(), owner.to_string());
+        self.write(move |db| {
+            let n = db
+                .execute(
+                    "INSERT INTO connection_leases (id, owner, until) \
+                     SELECT ?1, ?2, ?4 WHERE EXISTS (SELECT 1 FROM connections WHERE id = ?1) \
+                     ON CONFLICT(id) DO UPDATE SET owner = excluded.owner, until = excluded.until \
+                     WHERE connection_leases.until < ?3 OR connection_leases.owner = excluded.owner",
+                    params![id, owner, now, until],
+                )
+                .map_err(unavailable)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn unlock_connection(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        let (id, owner) = (id.to_string(), owner.to_string());
+        self.write(move |db| {
+            db.execute(
+                "DELETE FROM connection_leases WHERE id = ?1 AND owner = ?2",
+                params![id, owner],
+            )
+            .map_err(unavailable)?;
             Ok(())
         })
         .await

@@ -54,6 +54,7 @@ async fn a_tick_retries_what_is_due() {
             triggers: vec![],
             created_at: 0,
             updated_at: 0,
+            version: 0,
         })
         .await
         .unwrap();

@@ -65,6 +65,7 @@ async fn app(stripe_base: &str) -> (App, Arc<MemoryStore>) {
             triggers: vec![],
             created_at: T,
             updated_at: T,
+            version: 0,
         })
         .await
         .unwrap();

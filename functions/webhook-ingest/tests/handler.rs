@@ -47,6 +47,7 @@ async fn env() -> Env {
             triggers: vec![],
             created_at: T - 100,
             updated_at: T - 100,
+            version: 0,
         })
         .await
         .unwrap();

@@ -54,6 +54,14 @@ impl<S: SecretStore> SecretStore for CachedSecrets<S> {
         Ok(value)
     }
 
+    /// Past the cache: a change is computed from what is stored now, never
+    /// from what this container saw up to a TTL ago.
+    async fn get_secrets_fresh(&self, id: &str) -> Result<Option<ConnectionSecrets>, SecretsError> {
+        let value = self.inner.get_secrets_fresh(id).await?;
+        self.remember(id, value.clone());
+        Ok(value)
+    }
+
     async fn put_secrets(&self, id: &str, secrets: &ConnectionSecrets) -> Result<(), SecretsError> {
         self.inner.put_secrets(id, secrets).await?;
         self.remember(id, Some(secrets.clone()));

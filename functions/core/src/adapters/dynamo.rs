@@ -65,6 +65,10 @@ fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
+fn version(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
 fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
@@ -75,6 +79,17 @@ fn conn_pk(id: &str) -> String {
 
 fn sort_time(t: i64, id: &str) -> String {
     format!("{:012}#{id}", t.max(0))
+}
+
+fn update_condition_failed<R>(
+    e: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+        R,
+    >,
+) -> bool {
+    e.as_service_error().is_some_and(
+        aws_sdk_dynamodb::operation::update_item::UpdateItemError::is_conditional_check_failed_exception,
+    )
 }
 
 fn sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
@@ -122,6 +137,7 @@ impl DynamoStore {
             ("gsi1pk".into(), s(CONNECTIONS_INDEX_PK)),
             ("gsi1sk".into(), s(sort_time(c.created_at, &c.id))),
             ("record".into(), s(record)),
+            ("version".into(), version(c.version)),
         ]))
     }
 
@@ -248,9 +264,84 @@ impl ConnectionStore for DynamoStore {
         }
     }
 
+    /// An update, not a put: the lease attributes on the item survive it.
     async fn update_connection(&self, c: &Connection) -> Result<(), StoreError> {
-        self.put_or_conflict(Self::connection_item(c)?, "attribute_exists(pk)")
-            .await
+        let record = serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let previous = c.version.checked_sub(1).ok_or(StoreError::Conflict)?;
+        // Items written before connections had versions count as version 0.
+        let condition = if previous == 0 {
+            "attribute_exists(pk) AND (attribute_not_exists(version) OR version = :previous)"
+        } else {
+            "attribute_exists(pk) AND version = :previous"
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(conn_pk(&c.id)))
+            .key("sk", s("CONN"))
+            .update_expression("SET #record = :record, version = :version")
+            .condition_expression(condition)
+            .expression_attribute_names("#record", "record")
+            .expression_attribute_values(":record", s(record))
+            .expression_attribute_values(":version", version(c.version))
+            .expression_attribute_values(":previous", version(previous))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if update_condition_failed(&e) => Err(StoreError::Conflict),
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    async fn lock_connection(
+        &self,
+        id: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(conn_pk(id)))
+            .key("sk", s("CONN"))
+            .update_expression("SET lock_owner = :owner, lock_until = :until")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(lock_until) OR lock_until < :now OR lock_owner = :owner)",
+            )
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if update_condition_failed(&e) => Ok(false),
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    async fn unlock_connection(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(conn_pk(id)))
+            .key("sk", s("CONN"))
+            .update_expression("REMOVE lock_owner, lock_until")
+            .condition_expression("lock_owner = :owner")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Taken over after it ran out, or the connection is gone.
+            Err(e) if update_condition_failed(&e) => Ok(()),
+            Err(e) => Err(sdk_error(e)),
+        }
     }
 
     async fn delete_connection(&self, id: &str) -> Result<(), StoreError> {

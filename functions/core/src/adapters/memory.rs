@@ -16,6 +16,8 @@ use crate::workflow::run::Run;
 #[derive(Default)]
 pub struct MemoryStore {
     connections: Mutex<BTreeMap<String, Connection>>,
+    /// Connection leases: id → (owner, until).
+    locks: Mutex<BTreeMap<String, (String, i64)>>,
     events: Mutex<BTreeMap<(String, String), StoredEvent>>,
     workflows: Mutex<BTreeMap<(String, String), Workflow>>,
     runs: Mutex<BTreeMap<(String, String, String), Run>>,
@@ -49,12 +51,40 @@ impl ConnectionStore for MemoryStore {
     async fn update_connection(&self, c: &Connection) -> Result<(), StoreError> {
         let mut map = lock(&self.connections);
         match map.get_mut(&c.id) {
-            Some(slot) => {
+            Some(slot) if slot.version + 1 == c.version => {
                 *slot = c.clone();
                 Ok(())
             }
-            None => Err(StoreError::Conflict),
+            _ => Err(StoreError::Conflict),
         }
+    }
+
+    async fn lock_connection(
+        &self,
+        id: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        if !lock(&self.connections).contains_key(id) {
+            return Ok(false);
+        }
+        let mut locks = lock(&self.locks);
+        match locks.get(id) {
+            Some((holder, held_until)) if holder != owner && *held_until >= now => Ok(false),
+            _ => {
+                locks.insert(id.to_string(), (owner.to_string(), until));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn unlock_connection(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        let mut locks = lock(&self.locks);
+        if locks.get(id).is_some_and(|(holder, _)| holder == owner) {
+            locks.remove(id);
+        }
+        Ok(())
     }
 
     async fn delete_connection(&self, id: &str) -> Result<(), StoreError> {

@@ -5,6 +5,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::lock::{Locked, lock};
 use super::{Error, Result, endpoint, load};
 use crate::app::App;
 use crate::catalog::{self, InvalidInput};
@@ -205,6 +206,7 @@ pub async fn create(app: &App, body: NewConnection) -> Result<ConnectionView> {
         triggers: vec![],
         created_at: now,
         updated_at: now,
+        version: 0,
     };
     let secrets = ConnectionSecrets {
         target_secrets: Default::default(),
@@ -233,32 +235,44 @@ pub async fn list(app: &App) -> Result<Vec<Connection>> {
     Ok(app.connections.list_connections().await?)
 }
 
-/// Removes the connection, its managed endpoint in Stripe and its secrets.
-/// Answers whether the endpoint was deleted. Stripe unreachable → the error,
-/// unless `force`.
+/// Removes the connection, its managed endpoint in Stripe (and any orphan
+/// of it) and its secrets. Answers whether the endpoint was deleted. Stripe
+/// unreachable → the error, unless `force`. The secrets go before the
+/// record: a failure between the two leaves a record that a retried
+/// delete removes, never a key that no API can reach.
 pub async fn delete(app: &App, id: &ConnectionId, force: bool) -> Result<bool> {
-    let (c, secrets) = load(app, id).await?;
+    let locked = lock(app, id).await?;
+    let result = delete_locked(app, &locked, force).await;
+    locked.release().await;
+    result
+}
+
+async fn delete_locked(app: &App, locked: &Locked<'_>, force: bool) -> Result<bool> {
+    let c = &locked.connection;
     let mut endpoint_deleted = false;
-    if let (WebhookMode::Managed, Some(endpoint)) = (c.webhook_mode, &c.webhook_endpoint_id) {
+    if let (WebhookMode::Managed, Some(secrets)) = (c.webhook_mode, &locked.secrets) {
         let stripe = app.stripe(&secrets.api_key, &c.api_version);
-        match endpoint::delete(&stripe, endpoint).await {
-            Ok(deleted) => endpoint_deleted = deleted,
-            Err(e) if force => {
-                tracing::warn!(connection = %c.id, error = %e, "endpoint not deleted; forced");
+        if let Some(endpoint) = &c.webhook_endpoint_id {
+            match endpoint::delete(&stripe, endpoint).await {
+                Ok(deleted) => endpoint_deleted = deleted,
+                Err(e) if force => {
+                    tracing::warn!(connection = %c.id, error = %e, "endpoint not deleted; forced");
+                }
+                Err(e) => return Err(Error::EndpointNotDeleted(Box::new(e))),
             }
-            Err(e) => return Err(Error::EndpointNotDeleted(Box::new(e))),
         }
+        endpoint::sweep_orphans(&stripe, &c.id, None).await;
     }
-    app.connections.delete_connection(id).await?;
-    app.secrets.delete_secrets(id).await?;
-    tracing::info!(connection = %id, endpoint_deleted, "connection deleted");
+    app.secrets.delete_secrets(&c.id).await?;
+    app.connections.delete_connection(&c.id).await?;
+    tracing::info!(connection = %c.id, endpoint_deleted, "connection deleted");
     Ok(endpoint_deleted)
 }
 
 /// Rotates the API key: same mode, same account, validated with Stripe first.
 pub async fn rotate_key(app: &App, id: &ConnectionId, body: NewApiKey) -> Result<ConnectionView> {
     let api_key = check_api_key(&body.api_key)?;
-    let (mut c, mut secrets) = load(app, id).await?;
+    let c = super::connection(app, id).await?;
     if api_key.expose_secret().contains("_live_") != c.livemode {
         return Err(InvalidInput::at(
             "api_key",
@@ -276,15 +290,18 @@ pub async fn rotate_key(app: &App, id: &ConnectionId, body: NewApiKey) -> Result
             stripe: None,
         });
     }
-    secrets.api_key = api_key;
-    app.secrets.put_secrets(id, &secrets).await?;
-    c.updated_at = app.clock.now();
-    app.connections.update_connection(&c).await?;
-    tracing::info!(connection = %id, "api key rotated");
-    Ok(ConnectionView {
-        connection: c,
-        webhook_secrets: Some(secrets.webhook_secrets.len()),
-    })
+    let mut locked = lock(app, id).await?;
+    let result = async {
+        let mut secrets = locked.secrets()?.clone();
+        secrets.api_key = api_key;
+        locked.save_secrets(secrets).await?;
+        locked.save().await?;
+        tracing::info!(connection = %id, "api key rotated");
+        Ok(view(&locked))
+    }
+    .await;
+    locked.release().await;
+    result
 }
 
 /// Adds a webhook secret first in line; the previous ones keep verifying
@@ -295,25 +312,28 @@ pub async fn set_webhook_secret(
     body: NewWebhookSecret,
 ) -> Result<ConnectionView> {
     let secret = check_webhook_secret(&body.secret, "secret")?;
-    let (c, mut secrets) = load(app, id).await?;
-    let mut list = vec![secret.clone()];
-    if body.keep_previous {
-        list.extend(
-            secrets
-                .webhook_secrets
-                .iter()
-                .filter(|s| s.expose_secret() != secret.expose_secret())
-                .cloned(),
-        );
+    let mut locked = lock(app, id).await?;
+    let result = async {
+        let mut secrets = locked.secrets()?.clone();
+        let mut list = vec![secret.clone()];
+        if body.keep_previous {
+            list.extend(
+                secrets
+                    .webhook_secrets
+                    .iter()
+                    .filter(|s| s.expose_secret() != secret.expose_secret())
+                    .cloned(),
+            );
+        }
+        list.truncate(MAX_WEBHOOK_SECRETS);
+        secrets.webhook_secrets = list;
+        locked.save_secrets(secrets).await?;
+        tracing::info!(connection = %id, active = locked.secrets()?.webhook_secrets.len(), "webhook secrets changed");
+        Ok(view(&locked))
     }
-    list.truncate(MAX_WEBHOOK_SECRETS);
-    secrets.webhook_secrets = list;
-    app.secrets.put_secrets(id, &secrets).await?;
-    tracing::info!(connection = %id, active = secrets.webhook_secrets.len(), "webhook secrets changed");
-    Ok(ConnectionView {
-        connection: c,
-        webhook_secrets: Some(secrets.webhook_secrets.len()),
-    })
+    .await;
+    locked.release().await;
+    result
 }
 
 /// Sets the events stored even without a workflow; the managed endpoint
@@ -337,15 +357,23 @@ pub async fn set_triggers(
     }
     triggers.sort();
     triggers.dedup();
-    let (mut c, mut secrets) = load(app, id).await?;
-    c.triggers = triggers;
-    if c.webhook_mode == WebhookMode::Managed {
-        endpoint::sync(app, &mut c, &mut secrets, base_url).await?;
+    let mut locked = lock(app, id).await?;
+    let result = async {
+        locked.connection.triggers = triggers;
+        if locked.connection.webhook_mode == WebhookMode::Managed {
+            endpoint::sync(app, &mut locked, base_url).await?;
+        }
+        locked.save().await?;
+        Ok(view(&locked))
     }
-    c.updated_at = app.clock.now();
-    app.connections.update_connection(&c).await?;
-    Ok(ConnectionView {
-        connection: c,
-        webhook_secrets: Some(secrets.webhook_secrets.len()),
-    })
+    .await;
+    locked.release().await;
+    result
+}
+
+fn view(locked: &Locked<'_>) -> ConnectionView {
+    ConnectionView {
+        connection: locked.connection.clone(),
+        webhook_secrets: locked.secrets.as_ref().map(|s| s.webhook_secrets.len()),
+    }
 }

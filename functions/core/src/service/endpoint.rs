@@ -4,10 +4,11 @@
 use secrecy::SecretString;
 use serde_json::json;
 
+use super::lock::{Locked, lock};
 use super::{Error, Result};
 use crate::app::App;
 use crate::catalog;
-use crate::model::{Connection, ConnectionSecrets, WebhookMode};
+use crate::model::{Connection, WebhookMode};
 use crate::stripe::{StripeClient, StripeError};
 
 /// Deletes an endpoint in Stripe: `Ok(true)` deleted, `Ok(false)` already gone.
@@ -22,42 +23,46 @@ pub async fn delete(stripe: &StripeClient, endpoint: &str) -> Result<bool, Strip
     }
 }
 
-/// After a workflow changed: a managed endpoint follows, and the connection
-/// record keeps its id.
-pub async fn resync(
-    app: &App,
-    connection: &mut Connection,
-    secrets: &mut ConnectionSecrets,
-    base_url: &str,
-) -> Result<()> {
-    if connection.webhook_mode == WebhookMode::Managed {
-        sync(app, connection, secrets, base_url).await?;
-        app.connections.update_connection(connection).await?;
+/// After a workflow changed: under the connection's lease, a managed
+/// endpoint follows and the connection record keeps its id.
+pub async fn resync(app: &App, connection_id: &str, base_url: &str) -> Result<()> {
+    let mut locked = lock(app, connection_id).await?;
+    let result = async {
+        if locked.connection.webhook_mode == WebhookMode::Managed {
+            sync(app, &mut locked, base_url).await?;
+            locked.save().await?;
+        }
+        Ok(())
     }
-    Ok(())
+    .await;
+    locked.release().await;
+    result
 }
 
-/// Keeps the connection's ONE Stripe endpoint equal to its triggers: none
+/// Keeps the connection's ONE Stripe endpoint equal to what it needs: none
 /// without triggers; created with the pinned API version when first needed
-/// (its secret, shown by Stripe only then, goes to the secret store); updated
-/// in place afterwards; recreated if it was deleted in Stripe.
-pub async fn sync(
-    app: &App,
-    c: &mut Connection,
-    secrets: &mut ConnectionSecrets,
-    base_url: &str,
-) -> Result<()> {
+/// (its secret, shown by Stripe only then, goes to the secret store);
+/// updated in place afterwards; recreated if it was deleted in Stripe.
+///
+/// Runs under the connection's lease (so two requests never both create
+/// one) and leaves saving the connection record to the caller. Creation
+/// carries an idempotency key of the connection's id and version, so a
+/// retry after a crash gets the same endpoint (and its secret) back from
+/// Stripe; endpoints of this connection left behind anyway (made more than
+/// Stripe's 24 h of idempotency ago) are found by their metadata and deleted.
+pub async fn sync(app: &App, locked: &mut Locked<'_>, base_url: &str) -> Result<()> {
+    let secrets = locked.secrets()?.clone();
+    let c = locked.connection.clone();
     let stripe = app.stripe(&secrets.api_key, &c.api_version);
     let url = format!("{base_url}/webhooks/{}", c.id);
-    let events = subscribed_events(app, c).await?;
+    let events = subscribed_events(app, &c).await?;
     if events.is_empty() {
-        if let Some(endpoint) = c.webhook_endpoint_id.take() {
-            if let Err(e) = delete(&stripe, &endpoint).await {
-                c.webhook_endpoint_id = Some(endpoint);
-                return Err(e.into());
-            }
-            secrets.webhook_secrets.clear();
-            app.secrets.put_secrets(&c.id, secrets).await?;
+        if let Some(endpoint) = &c.webhook_endpoint_id {
+            delete(&stripe, endpoint).await?;
+            locked.connection.webhook_endpoint_id = None;
+            let mut cleared = secrets;
+            cleared.webhook_secrets.clear();
+            locked.save_secrets(cleared).await?;
         }
         return Ok(());
     }
@@ -81,7 +86,11 @@ pub async fn sync(
         "description": format!("stripe-connector: {}", c.name),
         "metadata": {"connection_id": c.id, "managed_by": "stripe-connector"},
     });
-    let endpoint = match stripe.post("/v1/webhook_endpoints", &create, None).await {
+    let key = format!("stripe-connector-endpoint-{}-v{}", c.id, c.version);
+    let endpoint = match stripe
+        .post("/v1/webhook_endpoints", &create, Some(&key))
+        .await
+    {
         Ok(endpoint) => endpoint,
         Err(e) if is_endpoint_limit(&e) => {
             return Err(Error::Conflict {
@@ -97,11 +106,45 @@ pub async fn sync(
             "Stripe created the endpoint without an id or secret",
         ));
     };
-    c.webhook_endpoint_id = Some(id.to_string());
-    secrets.webhook_secrets = vec![SecretString::from(secret.to_string())];
-    app.secrets.put_secrets(&c.id, secrets).await?;
+    let mut renewed = secrets;
+    renewed.webhook_secrets = vec![SecretString::from(secret.to_string())];
+    locked.save_secrets(renewed).await?;
+    locked.connection.webhook_endpoint_id = Some(id.to_string());
     tracing::info!(connection = %c.id, endpoint = %id, "webhook endpoint created");
+    sweep_orphans(&stripe, &c.id, Some(id)).await;
     Ok(())
+}
+
+/// Deletes this connection's endpoints in Stripe (found by their metadata)
+/// but `keep`. Best effort: a failure is logged, and the next sweep retries.
+pub async fn sweep_orphans(stripe: &StripeClient, connection_id: &str, keep: Option<&str>) {
+    let listed = match stripe
+        .get("/v1/webhook_endpoints", &json!({"limit": 100}))
+        .await
+    {
+        Ok(listed) => listed,
+        Err(e) => {
+            tracing::warn!(connection = %connection_id, error = %e, "could not list webhook endpoints to sweep");
+            return;
+        }
+    };
+    let orphans = listed["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["metadata"]["connection_id"].as_str() == Some(connection_id))
+        .filter_map(|e| e["id"].as_str())
+        .filter(|id| Some(*id) != keep);
+    for orphan in orphans {
+        match delete(stripe, orphan).await {
+            Ok(_) => {
+                tracing::warn!(connection = %connection_id, endpoint = %orphan, "orphaned endpoint deleted");
+            }
+            Err(e) => {
+                tracing::warn!(connection = %connection_id, endpoint = %orphan, error = %e, "orphaned endpoint not deleted");
+            }
+        }
+    }
 }
 
 /// What the endpoint subscribes to: the triggers set on the connection plus

@@ -6,6 +6,7 @@ pub mod connections;
 pub mod endpoint;
 pub mod events;
 pub mod ingest;
+pub mod lock;
 pub mod runs;
 pub mod workflows;
 
@@ -66,6 +67,10 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error("the secret store failed: {0}")]
     Secrets(#[from] SecretsError),
+    /// Another request kept the connection's lease for longer than a
+    /// request waits for it.
+    #[error("the connection is being changed by another request")]
+    Busy,
     /// Ours: a state that should not be (a connection without secrets).
     #[error("{0}")]
     Internal(String),

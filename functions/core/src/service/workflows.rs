@@ -2,15 +2,15 @@
 //! event), read, switch on or off, delete, test-run. The managed Stripe
 //! endpoint follows the enabled workflows.
 
-use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Error, Result, endpoint, load};
+use super::lock::lock;
+use super::{Error, Result, endpoint};
 use crate::app::App;
 use crate::catalog::{self, InvalidInput};
 use crate::ids::{ConnectionId, EventId, WorkflowId};
-use crate::model::{Step, Target, Workflow};
+use crate::model::{Step, Target, TargetSecret, WebhookMode, Workflow};
 use crate::workflow::engine::Engine;
 use crate::workflow::{filter, signing, template};
 
@@ -191,14 +191,21 @@ pub async fn create(
     base_url: &str,
 ) -> Result<(Workflow, Option<String>)> {
     check(&body, app.config.private_targets_allowed())?;
-    let (mut connection, mut secrets) = load(app, conn).await?;
+    super::connection(app, conn).await?;
     let now = app.clock.now();
+    let target_secret = body.target.as_ref().map(|_| signing::generate_secret());
     let workflow = Workflow {
         id: WorkflowId::generate().into(),
         connection_id: conn.to_string(),
         trigger: body.trigger,
         filter: body.filter,
-        target: body.target.map(|t| Target { url: t.url }),
+        // The signing secret stays with its workflow: creating one never
+        // rewrites the connection's secrets, so concurrent creations cannot
+        // lose each other's.
+        target: body.target.map(|t| Target {
+            url: t.url,
+            secret: target_secret.clone().map(TargetSecret::new),
+        }),
         steps: body
             .steps
             .into_iter()
@@ -211,21 +218,14 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    let target_secret = workflow.target.as_ref().map(|_| signing::generate_secret());
-    if let Some(secret) = &target_secret {
-        secrets
-            .target_secrets
-            .insert(workflow.id.clone(), SecretString::from(secret.clone()));
-        app.secrets.put_secrets(conn, &secrets).await?;
-    }
     app.workflows.insert_workflow(&workflow).await?;
-    endpoint::resync(app, &mut connection, &mut secrets, base_url).await?;
+    endpoint::resync(app, conn, base_url).await?;
     tracing::info!(connection = %conn, workflow = %workflow.id, trigger = %workflow.trigger, "workflow created");
     Ok((workflow, target_secret))
 }
 
 pub async fn list(app: &App, conn: &ConnectionId) -> Result<Vec<Workflow>> {
-    load(app, conn).await?;
+    super::connection(app, conn).await?;
     Ok(app.workflows.list_workflows(conn).await?)
 }
 
@@ -236,28 +236,43 @@ pub async fn patch(
     body: WorkflowPatch,
     base_url: &str,
 ) -> Result<Workflow> {
-    let (mut connection, mut secrets) = load(app, conn).await?;
     let mut workflow = get(app, conn, wid).await?;
     workflow.enabled = body.enabled;
     workflow.updated_at = app.clock.now();
     app.workflows.update_workflow(&workflow).await?;
-    endpoint::resync(app, &mut connection, &mut secrets, base_url).await?;
+    endpoint::resync(app, conn, base_url).await?;
     Ok(workflow)
 }
 
+/// Removes a workflow (its target secret with it), then the endpoint
+/// follows. A secret an older version kept in the connection's secrets is
+/// removed there too, under the connection's lease.
 pub async fn delete(
     app: &App,
     conn: &ConnectionId,
     wid: &WorkflowId,
     base_url: &str,
 ) -> Result<()> {
-    let (mut connection, mut secrets) = load(app, conn).await?;
     get(app, conn, wid).await?;
     app.workflows.delete_workflow(conn, wid).await?;
-    if secrets.target_secrets.remove(wid.as_str()).is_some() {
-        app.secrets.put_secrets(conn, &secrets).await?;
+    let mut locked = lock(app, conn).await?;
+    let result = async {
+        if let Some(secrets) = locked.secrets.clone() {
+            if secrets.target_secrets.contains_key(wid.as_str()) {
+                let mut kept = secrets;
+                kept.target_secrets.remove(wid.as_str());
+                locked.save_secrets(kept).await?;
+            }
+        }
+        if locked.connection.webhook_mode == WebhookMode::Managed {
+            endpoint::sync(app, &mut locked, base_url).await?;
+            locked.save().await?;
+        }
+        Ok(())
     }
-    endpoint::resync(app, &mut connection, &mut secrets, base_url).await
+    .await;
+    locked.release().await;
+    result
 }
 
 /// Runs the workflow once now on a stored event or the trigger's sample;

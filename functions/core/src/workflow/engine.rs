@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use super::run::{
@@ -263,12 +262,10 @@ impl<'a> Engine<'a> {
         };
 
         if let (Some(target), false) = (&workflow.target, run.delivered) {
-            let secret = secrets
-                .target_secrets
-                .get(&workflow.id)
+            let secret = target_secret(target, &workflow.id, &secrets)
                 .ok_or_else(|| perm("the target has no signing secret".into()))?;
             let status = self
-                .deliver(&target.url, secret.expose_secret(), run, &event)
+                .deliver(&target.url, secret, run, &event)
                 .await
                 .map_err(&perm)?;
             if let Some(failure) = classify_delivery(status) {
@@ -342,7 +339,7 @@ impl<'a> Engine<'a> {
         let mut report = json!({"workflow_id": workflow.id, "event_id": event_id, "status": "succeeded", "steps": []});
         let mut failed = false;
         if let Some(target) = &workflow.target {
-            let (status, refused) = match secrets.target_secrets.get(&workflow.id) {
+            let (status, refused) = match target_secret(target, &workflow.id, &secrets) {
                 Some(secret) => {
                     let mut run = Run::new(
                         &workflow.connection_id,
@@ -366,10 +363,7 @@ impl<'a> Engine<'a> {
                         received_at: 0,
                         expires_at: 0,
                     };
-                    match self
-                        .deliver(&target.url, secret.expose_secret(), &run, &stored)
-                        .await
-                    {
+                    match self.deliver(&target.url, secret, &run, &stored).await {
                         Ok(status) => (status, None),
                         Err(refused) => (None, Some(refused)),
                     }
@@ -563,4 +557,23 @@ impl<'a> Engine<'a> {
             .await
             .map_err(|e| e.to_string())
     }
+}
+
+/// A target's signing secret: kept with its workflow, or (workflows made by
+/// older versions) in the connection's secrets.
+fn target_secret<'a>(
+    target: &'a crate::model::Target,
+    workflow_id: &str,
+    secrets: &'a crate::model::ConnectionSecrets,
+) -> Option<&'a str> {
+    target
+        .secret
+        .as_ref()
+        .map(crate::model::TargetSecret::expose)
+        .or_else(|| {
+            secrets
+                .target_secrets
+                .get(workflow_id)
+                .map(secrecy::ExposeSecret::expose_secret)
+        })
 }

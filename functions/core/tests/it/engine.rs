@@ -73,6 +73,7 @@ async fn env_with(allow_private: bool) -> Env {
             triggers: vec![],
             created_at: T,
             updated_at: T,
+            version: 0,
         })
         .await
         .unwrap();
@@ -113,7 +114,7 @@ impl Env {
                 connection_id: CONN.into(),
                 trigger: trigger.into(),
                 filter: Default::default(),
-                target: target.map(|url| Target { url }),
+                target: target.map(|url| Target { url, secret: None }),
                 steps: steps
                     .into_iter()
                     .map(|(action, input)| Step {

@@ -1,0 +1,318 @@
+//! Concurrent changes of one connection through two apps sharing one
+//! DynamoDB and one Secrets Manager (moto), as two warm Lambda containers of
+//! connections-api would run them: every request succeeds, nothing one of
+//! them wrote is lost, and the account gets exactly one endpoint.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use connector_core::adapters::dynamo::create_table;
+use connector_core::api::{self, Routes};
+use connector_core::app::App;
+use connector_core::config::Config;
+use connector_core::ports::SecretStore;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const KEY: &str = "sk_test_51ConcurrencyKey";
+
+/// Stripe's endpoint creation: a new endpoint and secret each time.
+struct NewEndpoint(Arc<AtomicUsize>);
+
+impl Respond for NewEndpoint {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        ResponseTemplate::new(200).set_body_json(
+            json!({"id": format!("we_{n}"), "object": "webhook_endpoint", "secret": format!("whsec_endpoint{n}")}),
+        )
+    }
+}
+
+struct Env {
+    apps: [App; 2],
+    stripe: MockServer,
+    created: Arc<AtomicUsize>,
+}
+
+async fn env() -> Env {
+    let stripe = MockServer::start().await;
+    let created = Arc::new(AtomicUsize::new(0));
+    Mock::given(method("GET"))
+        .and(path("/v1/account"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "acct_conc"})))
+        .mount(&stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/webhook_endpoints"))
+        .respond_with(NewEndpoint(created.clone()))
+        .mount(&stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/v1/webhook_endpoints/we_[0-9]+$"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"object": "webhook_endpoint"})),
+        )
+        .mount(&stripe)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path_regex("^/v1/webhook_endpoints/we_[0-9]+$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"deleted": true})))
+        .mount(&stripe)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/webhook_endpoints"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": []})))
+        .mount(&stripe)
+        .await;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let table = format!("conc-{}", uuid::Uuid::new_v4().simple());
+    create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
+        .await
+        .unwrap();
+    let prefix = format!("conc-{}/", uuid::Uuid::new_v4().simple());
+    let base = stripe.uri();
+    let app = || {
+        let config = Config::from_lookup(|k| match k {
+            "STRIPE_API_BASE" => Some(base.clone()),
+            "TABLE_NAME" => Some(table.clone()),
+            "SECRET_PREFIX" => Some(prefix.clone()),
+            "PUBLIC_BASE_URL" => Some("https://conc.example.com".into()),
+            _ => None,
+        })
+        .unwrap();
+        // Each with its own SDK clients and its own secrets cache, as two
+        // containers have.
+        App::aws_clients(
+            config,
+            aws_sdk_dynamodb::Client::new(&sdk),
+            aws_sdk_secretsmanager::Client::new(&sdk),
+        )
+        .unwrap()
+    };
+    Env {
+        apps: [app(), app()],
+        stripe,
+        created,
+    }
+}
+
+async fn call(app: &App, m: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
+    let req = http::Request::builder()
+        .method(m)
+        .uri(uri)
+        .body(body.map(|b| Bytes::from(b.to_string())).unwrap_or_default())
+        .unwrap();
+    let resp = api::handle(app, req, Routes::Connections).await;
+    (
+        resp.status().as_u16(),
+        serde_json::from_slice(resp.body()).unwrap_or(Value::Null),
+    )
+}
+
+impl Env {
+    async fn connect(&self, webhook: Value) -> String {
+        let (status, out) = call(
+            &self.apps[0],
+            "POST",
+            "/connections",
+            Some(json!({"name": "Conc", "api_key": KEY, "webhook": webhook})),
+        )
+        .await;
+        assert_eq!(status, 201, "{out}");
+        out["id"].as_str().unwrap().to_string()
+    }
+
+    /// The enabled events of the endpoint's last creation or update.
+    async fn endpoint_events(&self) -> Vec<String> {
+        let reqs = self.stripe.received_requests().await.unwrap();
+        let last = reqs
+            .iter()
+            .rev()
+            .find(|r| {
+                r.method.as_str() == "POST" && r.url.path().starts_with("/v1/webhook_endpoints")
+            })
+            .unwrap();
+        form_urlencoded::parse(&last.body)
+            .filter(|(k, _)| k == "enabled_events[]")
+            .map(|(_, v)| v.into_owned())
+            .collect()
+    }
+}
+
+/// 2× PUT triggers and 2× POST workflows at once, through both apps: all
+/// succeed, Stripe is asked for exactly one endpoint, and it ends up with
+/// every workflow's trigger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_changes_make_exactly_one_endpoint_and_lose_nothing() {
+    let env = env().await;
+    for round in 0..3 {
+        let before = env.created.load(Ordering::SeqCst);
+        let conn = env.connect(json!({"mode": "managed"})).await;
+        let triggers = format!("/connections/{conn}/triggers");
+        let workflows = format!("/connections/{conn}/workflows");
+        let [a, b] = &env.apps;
+        let (t1, t2, w1, w2) = tokio::join!(
+            call(
+                a,
+                "PUT",
+                &triggers,
+                Some(json!({"triggers": ["invoice.created"]}))
+            ),
+            call(
+                b,
+                "PUT",
+                &triggers,
+                Some(json!({"triggers": ["invoice.created", "customer.created"]}))
+            ),
+            call(
+                a,
+                "POST",
+                &workflows,
+                Some(
+                    json!({"trigger": "invoice.paid", "target": {"url": "https://hooks.example.com/a"}})
+                )
+            ),
+            call(
+                b,
+                "POST",
+                &workflows,
+                Some(
+                    json!({"trigger": "product.created", "target": {"url": "https://hooks.example.com/b"}})
+                )
+            ),
+        );
+        for (status, out) in [&t1, &t2] {
+            assert_eq!(*status, 200, "round {round}: {out}");
+        }
+        for (status, out) in [&w1, &w2] {
+            assert_eq!(*status, 201, "round {round}: {out}");
+        }
+        assert_eq!(
+            env.created.load(Ordering::SeqCst) - before,
+            1,
+            "round {round}: exactly one endpoint created"
+        );
+        let stored = a.connections.get_connection(&conn).await.unwrap().unwrap();
+        let endpoint = stored.webhook_endpoint_id.clone().unwrap();
+        assert_eq!(endpoint, format!("we_{}", before + 1), "round {round}");
+        let events = env.endpoint_events().await;
+        for needed in ["invoice.created", "invoice.paid", "product.created"] {
+            assert!(
+                events.iter().any(|e| e == needed),
+                "round {round}: {needed} missing from {events:?}"
+            );
+        }
+        // The endpoint's secret is the one that verifies, fresh from the store.
+        let secrets = a.secrets.get_secrets_fresh(&conn).await.unwrap().unwrap();
+        let verifying: Vec<&str> = secrets
+            .webhook_secrets
+            .iter()
+            .map(ExposeSecret::expose_secret)
+            .collect();
+        assert_eq!(verifying, [format!("whsec_endpoint{}", before + 1)]);
+        // Deleting the connection removes the one endpoint.
+        let (status, out) = call(b, "DELETE", &format!("/connections/{conn}"), None).await;
+        assert_eq!(
+            (status, &out["webhook_endpoint_deleted"]),
+            (200, &json!(true)),
+            "{out}"
+        );
+    }
+}
+
+/// 20 workflows with targets created at once through both apps: every one
+/// keeps the signing secret it answered (they used to overwrite each
+/// other's in the connection's one secrets document).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_workflows_all_keep_their_target_secrets() {
+    let env = env().await;
+    let conn = env
+        .connect(json!({"mode": "manual", "secret": "whsec_manual"}))
+        .await;
+    let uri = format!("/connections/{conn}/workflows");
+    let made = futures::future::join_all((0..20).map(|i| {
+        let app = &env.apps[i % 2];
+        let uri = uri.clone();
+        async move {
+            call(app, "POST", &uri, Some(json!({"trigger": "customer.created", "target": {"url": format!("https://hooks.example.com/{i}")}}))).await
+        }
+    }))
+    .await;
+    for (status, out) in &made {
+        assert_eq!(*status, 201, "{out}");
+        let id = out["id"].as_str().unwrap();
+        let stored = env.apps[0]
+            .workflows
+            .get_workflow(&conn, id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            stored.target.unwrap().secret.unwrap().expose(),
+            out["target_secret"].as_str().unwrap()
+        );
+    }
+}
+
+/// Dropping old webhook secrets (a leaked one, say) is never undone by a
+/// change computed at the same time, or from what another container had
+/// cached: a revocation racing an addition ends with the leaked secret gone
+/// either way. A key rotation made meanwhile is kept too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_webhook_secret_stays_revoked_across_containers() {
+    let env = env().await;
+    let [a, b] = &env.apps;
+    for round in 0..10 {
+        let conn = env
+            .connect(json!({"mode": "manual", "secret": "whsec_leaked"}))
+            .await;
+        // Container b has the connection's secrets in its cache.
+        let (status, _) = call(b, "GET", &format!("/connections/{conn}"), None).await;
+        assert_eq!(status, 200);
+        let secret_uri = format!("/connections/{conn}/webhook-secret");
+        let key_uri = format!("/connections/{conn}/api-key");
+        let (revoke, add, rotate) = tokio::join!(
+            call(
+                a,
+                "PUT",
+                &secret_uri,
+                Some(json!({"secret": "whsec_fresh", "keep_previous": false}))
+            ),
+            call(
+                b,
+                "PUT",
+                &secret_uri,
+                Some(json!({"secret": "whsec_second", "keep_previous": true}))
+            ),
+            call(
+                b,
+                "PUT",
+                &key_uri,
+                Some(json!({"api_key": "sk_test_51RotatedKey"}))
+            ),
+        );
+        assert_eq!(
+            (revoke.0, add.0, rotate.0),
+            (200, 200, 200),
+            "{revoke:?} {add:?} {rotate:?}"
+        );
+        let secrets = a.secrets.get_secrets_fresh(&conn).await.unwrap().unwrap();
+        let verifying: Vec<&str> = secrets
+            .webhook_secrets
+            .iter()
+            .map(ExposeSecret::expose_secret)
+            .collect();
+        assert!(
+            verifying == ["whsec_second", "whsec_fresh"] || verifying == ["whsec_fresh"],
+            "round {round}: {verifying:?}: the leaked one must stay gone"
+        );
+        assert_eq!(
+            secrets.api_key.expose_secret(),
+            "sk_test_51RotatedKey",
+            "round {round}"
+        );
+    }
+}
