@@ -31,6 +31,9 @@ pub struct Call {
     /// the `gsi1` index (a write to the index costs its own write units).
     pub item_key: Option<String>,
     pub indexed: bool,
+    /// For `PutItem`: how many other indexes hold a copy (runs are in
+    /// `gsi2`, which lists them newest first).
+    pub other_indexes: usize,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -99,7 +102,7 @@ impl Intercept for Recorder {
             .unwrap_or("UnknownInput")
             .trim_end_matches("Input")
             .to_string();
-        let (mut item_bytes, mut item_key, mut indexed) = (None, None, false);
+        let (mut item_bytes, mut item_key, mut indexed, mut other_indexes) = (None, None, false, 0);
         let resource = if let Some(i) = input.downcast_ref::<GetItemInput>() {
             table_of(i.table_name(), None)
         } else if let Some(i) = input.downcast_ref::<PutItemInput>() {
@@ -112,6 +115,7 @@ impl Intercept for Recorder {
                     key("sk").unwrap_or_default()
                 ));
                 indexed = item.contains_key("gsi1pk");
+                other_indexes = usize::from(item.contains_key("gsi2pk"));
             }
             table_of(i.table_name(), None)
         } else if let Some(i) = input.downcast_ref::<DeleteItemInput>() {
@@ -137,6 +141,7 @@ impl Intercept for Recorder {
             item_bytes,
             item_key,
             indexed,
+            other_indexes,
         });
         Ok(())
     }

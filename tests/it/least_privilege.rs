@@ -55,6 +55,7 @@ fn resource_names(r: &Yaml) -> Vec<String> {
             match (tagged.tag.to_string().as_str(), value) {
                 ("!GetAtt", "Table.Arn") => vec!["table".into()],
                 ("!Sub", "${Table.Arn}/index/gsi1") => vec!["table/index/gsi1".into()],
+                ("!Sub", "${Table.Arn}/index/gsi2") => vec!["table/index/gsi2".into()],
                 ("!Sub", v) if v.ends_with(":secret:${SecretPrefix}*") => {
                     vec!["secret-prefix".into()]
                 }
@@ -147,7 +148,11 @@ fn policies_name_only_the_connectors_own_resources() {
     for (name, f) in functions(&t) {
         for (action, resource) in granted(&f) {
             let fits = match action.split_once(':').map(|(service, _)| service) {
-                Some("dynamodb") => resource == "table" || resource == "table/index/gsi1",
+                Some("dynamodb") => {
+                    resource == "table"
+                        || resource == "table/index/gsi1"
+                        || resource == "table/index/gsi2"
+                }
                 Some("secretsmanager") => resource == "secret-prefix",
                 Some("sqs") => resource == "fanout-failures-queue",
                 _ => false,

@@ -151,13 +151,9 @@ async fn load(server: Running, target: MockServer, conn: &str, scale: usize) {
 
     // Wait for fan-out to finish every run.
     let app = &server.app;
-    let all = RunQuery {
-        limit: 100_000,
-        ..Default::default()
-    };
     let deadline = Instant::now() + Duration::from_secs(240);
     let runs = loop {
-        let runs = app.runs.list_runs(conn, &all).await.unwrap();
+        let runs = all_runs(app, conn).await;
         if runs.len() == unique_n * WORKFLOWS
             && runs.iter().all(|r| r.status == RunStatus::Succeeded)
         {
@@ -261,4 +257,33 @@ async fn load_on_dynamodb() {
         10
     };
     load(serve(app, listener), target, "conn_loaddynamo", scale).await;
+}
+
+/// Every run of the connection, page by page through the cursor: each page
+/// is bounded, and together they hold each run exactly once.
+async fn all_runs(
+    app: &connector_core::app::App,
+    conn: &str,
+) -> Vec<connector_core::workflow::run::Run> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut query = RunQuery {
+        limit: 100,
+        ..Default::default()
+    };
+    loop {
+        let page = app.runs.list_runs(conn, &query).await.unwrap();
+        assert!(page.runs.len() <= 100);
+        for run in page.runs {
+            assert!(
+                seen.insert((run.event_id.clone(), run.run_key())),
+                "a run listed twice"
+            );
+            out.push(run);
+        }
+        match page.next {
+            Some(next) => query.starting_after = Some(next),
+            None => return out,
+        }
+    }
 }

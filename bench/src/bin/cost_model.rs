@@ -78,6 +78,7 @@ fn units(calls: &[Call], indexed_before: &mut HashMap<String, bool>) -> Units {
                 } else if was {
                     u.write_units += 1;
                 }
+                u.write_units += c.other_indexes * size.div_ceil(1024).max(1);
                 u.items.push((key, size, c.indexed));
             }
             "dynamodb:DeleteItem" => u.write_units += 1,

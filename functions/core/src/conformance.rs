@@ -431,6 +431,7 @@ pub async fn workflows_and_runs<S: WorkflowStore + RunStore + 'static>(store: Ar
                 .list_runs(&conn, &q)
                 .await
                 .unwrap()
+                .runs
                 .into_iter()
                 .map(|r| format!("{}/{}", r.event_id, r.workflow_id))
                 .collect::<Vec<_>>()

@@ -91,6 +91,120 @@ pub struct RunQuery {
     pub event_id: Option<String>,
     pub workflow_id: Option<String>,
     pub limit: usize,
+    /// The page after this position.
+    pub starting_after: Option<RunCursor>,
+}
+
+/// Most runs one listing request looks at (filters may skip many): past
+/// it the page ends early, with a cursor to go on from. Keeps what a
+/// request reads and holds bounded whatever the connection's history.
+pub const MAX_RUNS_SCANNED: usize = 1000;
+
+/// A position in a connection's runs, newest first: (created, event id,
+/// run key), descending. Handed to callers as an opaque string.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RunCursor {
+    pub created_at: i64,
+    pub event_id: String,
+    pub run_key: String,
+}
+
+/// A page of runs and where the next one starts, if there is one.
+#[derive(Debug, Clone, Default)]
+pub struct RunPage {
+    pub runs: Vec<Run>,
+    pub next: Option<RunCursor>,
+}
+
+impl RunCursor {
+    pub fn of(run: &Run) -> Self {
+        Self {
+            created_at: run.created_at,
+            event_id: run.event_id.clone(),
+            run_key: run.run_key(),
+        }
+    }
+
+    /// Whether `run` comes after this position (is older).
+    pub fn precedes(&self, run: &Run) -> bool {
+        Self::of(run) < *self
+    }
+
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+            "{}|{}|{}",
+            self.created_at, self.event_id, self.run_key
+        ))
+    }
+
+    /// `None` for anything that is not a cursor this API handed out.
+    pub fn decode(text: &str) -> Option<Self> {
+        use base64::Engine;
+        if text.len() > 600 {
+            return None;
+        }
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let mut parts = raw.splitn(3, '|');
+        let created_at = parts.next()?.parse().ok()?;
+        let event_id = parts.next()?.to_string();
+        let run_key = parts.next()?.to_string();
+        let (workflow, replay) = match run_key.split_once('#') {
+            Some((w, r)) => (w, Some(r)),
+            None => (run_key.as_str(), None),
+        };
+        let ok = crate::ids::is_id(&event_id, "evt_")
+            && crate::ids::is_id(workflow, "wf_")
+            && replay.is_none_or(|r| crate::ids::is_id(r, "rpl_"));
+        ok.then_some(Self {
+            created_at,
+            event_id,
+            run_key,
+        })
+    }
+}
+
+/// Pages runs already ordered newest first and past the cursor: keeps the
+/// ones the query wants, up to its limit, looking at no more than
+/// [`MAX_RUNS_SCANNED`]; `more` says whether the source had runs left
+/// after `ordered` ended.
+pub fn page_runs(ordered: impl IntoIterator<Item = Run>, query: &RunQuery, more: bool) -> RunPage {
+    let mut page = RunPage::default();
+    let mut last_seen: Option<RunCursor> = None;
+    let mut iter = ordered.into_iter().peekable();
+    let mut scanned = 0;
+    while let Some(run) = iter.next() {
+        scanned += 1;
+        let wanted = query.status.is_none_or(|s| run.status == s)
+            && query.event_id.as_deref().is_none_or(|e| run.event_id == e)
+            && query
+                .workflow_id
+                .as_deref()
+                .is_none_or(|w| run.workflow_id == w);
+        last_seen = Some(RunCursor::of(&run));
+        if wanted {
+            page.runs.push(run);
+            if page.runs.len() == query.limit {
+                if iter.peek().is_some() || more {
+                    page.next = last_seen;
+                }
+                return page;
+            }
+        }
+        if scanned >= MAX_RUNS_SCANNED {
+            if iter.peek().is_some() || more {
+                page.next = last_seen;
+            }
+            return page;
+        }
+    }
+    if more {
+        page.next = last_seen;
+    }
+    page
 }
 
 #[async_trait]
@@ -108,12 +222,10 @@ pub trait RunStore: Send + Sync {
     /// Writes `run` if the stored one still has `expected_version`;
     /// `Conflict` when another worker wrote first.
     async fn save_run(&self, run: &Run, expected_version: u64) -> Result<(), StoreError>;
-    /// A connection's runs, newest first, filtered.
-    async fn list_runs(
-        &self,
-        connection_id: &str,
-        query: &RunQuery,
-    ) -> Result<Vec<Run>, StoreError>;
+    /// A page of a connection's runs, newest first, filtered, after
+    /// `query.starting_after`; reads at most about [`MAX_RUNS_SCANNED`].
+    async fn list_runs(&self, connection_id: &str, query: &RunQuery)
+    -> Result<RunPage, StoreError>;
     /// Runs whose next attempt (or expired lease) is at or before `now`,
     /// across connections, soonest first; read from an index, never a scan.
     async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError>;
@@ -192,5 +304,51 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runs(n: i64) -> Vec<Run> {
+        (0..n)
+            .rev()
+            .map(|i| Run::new("conn_a", &format!("evt_{i}"), "wf_a", i))
+            .collect()
+    }
+
+    /// A filter that matches nothing still ends the page after
+    /// MAX_RUNS_SCANNED runs, with a cursor to go on from.
+    #[test]
+    fn a_page_looks_at_a_bounded_number_of_runs() {
+        let query = RunQuery {
+            status: Some(RunStatus::Dead),
+            limit: 1,
+            ..Default::default()
+        };
+        let page = page_runs(runs(1500), &query, false);
+        assert!(page.runs.is_empty());
+        let next = page.next.unwrap();
+        assert_eq!(next.created_at, 1500 - 1000, "stopped after 1,000 runs");
+        let rest: Vec<Run> = runs(1500)
+            .into_iter()
+            .filter(|r| next.precedes(r))
+            .collect();
+        assert_eq!(rest.len(), 500);
+        assert!(page_runs(rest, &query, false).next.is_none());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_anything_else() {
+        let c = RunCursor {
+            created_at: 7,
+            event_id: "evt_1".into(),
+            run_key: "wf_a#rpl_b".into(),
+        };
+        assert_eq!(RunCursor::decode(&c.encode()), Some(c));
+        for bad in ["", "x", "Zm9v", "MXxldnRfMXx3Zl9hLy4u"] {
+            assert_eq!(RunCursor::decode(bad), None, "{bad}");
+        }
     }
 }

@@ -18,7 +18,8 @@ use rusqlite::{OptionalExtension, params};
 
 use connector_core::model::{Connection, InsertOutcome, StoredEvent, Workflow};
 use connector_core::ports::{
-    ConnectionStore, EventQuery, EventStore, RunQuery, RunStore, StoreError, WorkflowStore,
+    ConnectionStore, EventQuery, EventStore, MAX_RUNS_SCANNED, RunPage, RunQuery, RunStore,
+    StoreError, WorkflowStore,
 };
 use connector_core::workflow::run::Run;
 
@@ -92,7 +93,8 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
          version INTEGER NOT NULL,
          record TEXT NOT NULL,
          PRIMARY KEY (connection_id, event_id, workflow_id));
-     CREATE INDEX IF NOT EXISTS runs_due ON runs (due_at) WHERE due_at IS NOT NULL;";
+     CREATE INDEX IF NOT EXISTS runs_due ON runs (due_at) WHERE due_at IS NOT NULL;
+     CREATE INDEX IF NOT EXISTS runs_newest ON runs (connection_id, created_at DESC, event_id DESC, workflow_id DESC);";
 
 impl SqliteStore {
     /// Opens (creating if needed) the store file and starts its writer thread,
@@ -581,18 +583,41 @@ impl RunStore for SqliteStore {
         .await
     }
 
+    /// Newest first from the `runs_newest` index, after the cursor, at most
+    /// [`MAX_RUNS_SCANNED`] rows read.
     async fn list_runs(
         &self,
         connection_id: &str,
         query: &RunQuery,
-    ) -> Result<Vec<Run>, StoreError> {
-        let runs: Vec<Run> = self
+    ) -> Result<RunPage, StoreError> {
+        let (created, event, key) = match &query.starting_after {
+            Some(c) => (c.created_at, c.event_id.clone(), c.run_key.clone()),
+            // Past every real position.
+            None => (i64::MAX, String::new(), String::new()),
+        };
+        let unbounded = query.starting_after.is_none();
+        let scan = i64::try_from(MAX_RUNS_SCANNED).unwrap_or(1000) + 1;
+        let mut runs: Vec<Run> = self
             .many(
-                "SELECT record FROM runs WHERE connection_id = ?1",
-                vec![connection_id.to_string().into()],
+                "SELECT record FROM runs WHERE connection_id = ?1 \
+                 AND (?6 OR created_at < ?2 OR (created_at = ?2 AND (event_id < ?3 \
+                      OR (event_id = ?3 AND workflow_id < ?4)))) \
+                 AND (?5 IS NULL OR event_id = ?5) \
+                 ORDER BY created_at DESC, event_id DESC, workflow_id DESC LIMIT ?7",
+                vec![
+                    connection_id.to_string().into(),
+                    created.into(),
+                    event.into(),
+                    key.into(),
+                    query.event_id.clone().into(),
+                    unbounded.into(),
+                    scan.into(),
+                ],
             )
             .await?;
-        Ok(connector_core::adapters::filter_runs(runs, query))
+        let more = runs.len() > MAX_RUNS_SCANNED;
+        runs.truncate(MAX_RUNS_SCANNED);
+        Ok(connector_core::ports::page_runs(runs, query, more))
     }
 
     async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError> {

@@ -148,7 +148,8 @@ async fn a_new_event_runs_its_workflow_once_even_when_the_batch_is_redelivered()
             },
         )
         .await
-        .unwrap();
+        .unwrap()
+        .runs;
     assert_eq!(runs.len(), 1);
     assert_eq!(
         runs[0].status,
@@ -185,6 +186,7 @@ async fn only_inserted_event_items_fan_out() {
             )
             .await
             .unwrap()
+            .runs
             .len(),
         1
     );

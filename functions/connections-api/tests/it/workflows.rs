@@ -490,3 +490,66 @@ async fn a_replay_runs_the_event_again_as_new_runs_with_new_keys() {
         assert_eq!(env.call("POST", &uri, None).await.0, status, "{uri}");
     }
 }
+
+/// Runs are listed newest first, a bounded page at a time: `limit` runs and
+/// a `next_cursor` to go on from, until every run was seen once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_paged_with_a_cursor() {
+    use connector_core::ports::RunStore;
+    use connector_core::workflow::run::Run;
+    let env = env().await;
+    let conn = env.connection().await;
+    for i in 0..5 {
+        let run = Run::new(
+            &conn,
+            &format!("evt_page{i}"),
+            "wf_paged",
+            1_900_000_000 + i,
+        );
+        assert!(env.store.create_run(&run).await.unwrap());
+    }
+    let mut seen = Vec::new();
+    let mut uri = format!("/connections/{conn}/runs?limit=2");
+    loop {
+        let (status, page) = env.call("GET", &uri, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let data = page["data"].as_array().unwrap();
+        assert!(data.len() <= 2);
+        seen.extend(
+            data.iter()
+                .map(|r| r["event_id"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => {
+                assert_eq!(page["has_more"], true);
+                uri = format!("/connections/{conn}/runs?limit=2&starting_after={next}");
+            }
+            None => {
+                assert_eq!(page["has_more"], false);
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "evt_page4",
+            "evt_page3",
+            "evt_page2",
+            "evt_page1",
+            "evt_page0"
+        ],
+        "newest first, each once"
+    );
+    for bad in ["nope", "MTIzfGV2dF8xfC4uLw", &"A".repeat(700)] {
+        let (status, out) = env
+            .call(
+                "GET",
+                &format!("/connections/{conn}/runs?starting_after={bad}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {out}");
+        assert_eq!(out["error"]["param"], "starting_after");
+    }
+}

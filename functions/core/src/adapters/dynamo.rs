@@ -18,7 +18,8 @@ use serde_json::Value;
 
 use crate::model::{Connection, InsertOutcome, StoredEvent, Workflow};
 use crate::ports::{
-    ConnectionStore, EventQuery, EventStore, RunQuery, RunStore, StoreError, WorkflowStore,
+    ConnectionStore, EventQuery, EventStore, MAX_RUNS_SCANNED, RunCursor, RunPage, RunQuery,
+    RunStore, StoreError, WorkflowStore, page_runs,
 };
 use crate::workflow::run::Run;
 
@@ -75,6 +76,18 @@ fn n(v: i64) -> AttributeValue {
 
 fn conn_pk(id: &str) -> String {
     format!("CONN#{id}")
+}
+
+const GSI2: &str = "gsi2";
+
+fn runs_pk(connection_id: &str) -> String {
+    format!("RUNS#{connection_id}")
+}
+
+/// A run's sort key in gsi2: its cursor's order as a string (ids never
+/// hold `#`, which sorts before every id character).
+fn run_position(c: &RunCursor) -> String {
+    sort_time(c.created_at, &format!("{}#{}", c.event_id, c.run_key))
 }
 
 fn sort_time(t: i64, id: &str) -> String {
@@ -468,6 +481,14 @@ impl DynamoStore {
             ("kind".into(), s("run")),
             ("version".into(), n(run.version as i64)),
             ("record".into(), record(run)?),
+            // Listed newest first through gsi2.
+            ("gsi2pk".into(), s(runs_pk(&run.connection_id))),
+            ("gsi2sk".into(), s(run_position(&RunCursor::of(run)))),
+            // Kept as long as events are; DynamoDB's TTL removes them after.
+            (
+                "expires_at".into(),
+                n(run.created_at + crate::service::ingest::EVENT_RETENTION_SECS),
+            ),
         ]);
         if let Some(due) = run.due_at() {
             item.insert("gsi1pk".into(), s(DUE_INDEX_PK));
@@ -636,21 +657,70 @@ impl RunStore for DynamoStore {
         }
     }
 
+    /// By event: the event's runs (a handful) from the base table. Else
+    /// newest first from gsi2, a page of 100 at a time, until the page is
+    /// full or [`MAX_RUNS_SCANNED`] runs were looked at.
     async fn list_runs(
         &self,
         connection_id: &str,
         query: &RunQuery,
-    ) -> Result<Vec<Run>, StoreError> {
-        let prefix = match &query.event_id {
-            Some(e) => format!("RUN#{e}#"),
-            None => "RUN#".into(),
-        };
-        let items = self.query_prefix(conn_pk(connection_id), prefix).await?;
-        let runs = items
-            .iter()
-            .map(from_record)
-            .collect::<Result<Vec<Run>, _>>()?;
-        Ok(super::filter_runs(runs, query))
+    ) -> Result<RunPage, StoreError> {
+        if let Some(event_id) = &query.event_id {
+            let items = self
+                .query_prefix(conn_pk(connection_id), format!("RUN#{event_id}#"))
+                .await?;
+            let mut runs = items
+                .iter()
+                .map(from_record)
+                .collect::<Result<Vec<Run>, _>>()?;
+            runs.retain(|r| query.starting_after.as_ref().is_none_or(|c| c.precedes(r)));
+            runs.sort_by_key(|r| std::cmp::Reverse(RunCursor::of(r)));
+            return Ok(page_runs(runs, query, false));
+        }
+        let mut scanned: Vec<Run> = Vec::new();
+        let mut start: Option<Item> = query.starting_after.as_ref().map(|c| {
+            HashMap::from([
+                ("pk".into(), s(conn_pk(connection_id))),
+                ("sk".into(), s(run_sk(&c.event_id, &c.run_key))),
+                ("gsi2pk".into(), s(runs_pk(connection_id))),
+                ("gsi2sk".into(), s(run_position(c))),
+            ])
+        });
+        let mut more = true;
+        while more && scanned.len() < MAX_RUNS_SCANNED {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI2)
+                .key_condition_expression("gsi2pk = :p")
+                .expression_attribute_values(":p", s(runs_pk(connection_id)))
+                .scan_index_forward(false)
+                .limit(100)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in page.items() {
+                scanned.push(from_record(item)?);
+            }
+            start = page.last_evaluated_key().cloned();
+            more = start.is_some();
+            let wanted = scanned
+                .iter()
+                .filter(|r| {
+                    query.status.is_none_or(|s| r.status == s)
+                        && query
+                            .workflow_id
+                            .as_deref()
+                            .is_none_or(|w| r.workflow_id == w)
+                })
+                .count();
+            if wanted > query.limit {
+                break;
+            }
+        }
+        Ok(page_runs(scanned, query, more))
     }
 
     async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError> {

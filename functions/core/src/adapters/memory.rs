@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use crate::model::{Connection, ConnectionSecrets, InsertOutcome, StoredEvent, Workflow};
 use crate::ports::{
-    Clock, ConnectionStore, EventQuery, EventStore, RunQuery, RunStore, SecretStore, SecretsError,
-    StoreError, WorkflowStore,
+    Clock, ConnectionStore, EventQuery, EventStore, RunCursor, RunPage, RunQuery, RunStore,
+    SecretStore, SecretsError, StoreError, WorkflowStore, page_runs,
 };
 use crate::workflow::run::Run;
 
@@ -221,13 +221,15 @@ impl RunStore for MemoryStore {
         &self,
         connection_id: &str,
         query: &RunQuery,
-    ) -> Result<Vec<Run>, StoreError> {
-        let all = lock(&self.runs)
+    ) -> Result<RunPage, StoreError> {
+        let mut all: Vec<Run> = lock(&self.runs)
             .values()
             .filter(|r| r.connection_id == connection_id)
+            .filter(|r| query.starting_after.as_ref().is_none_or(|c| c.precedes(r)))
             .cloned()
             .collect();
-        Ok(super::filter_runs(all, query))
+        all.sort_by_key(|r| std::cmp::Reverse(RunCursor::of(r)));
+        Ok(page_runs(all, query, false))
     }
 
     async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError> {

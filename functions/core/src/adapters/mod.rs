@@ -32,28 +32,3 @@ pub fn page_events(
     };
     events.into_iter().skip(start).take(query.limit).collect()
 }
-
-/// Newest first by (`created_at`, event, workflow), filtered, at most `limit`.
-/// Shared by every store that filters runs in memory (the embedded one too).
-pub fn filter_runs(
-    mut runs: Vec<crate::workflow::run::Run>,
-    query: &crate::ports::RunQuery,
-) -> Vec<crate::workflow::run::Run> {
-    runs.retain(|r| {
-        query.status.is_none_or(|s| r.status == s)
-            && query.event_id.as_deref().is_none_or(|e| r.event_id == e)
-            && query
-                .workflow_id
-                .as_deref()
-                .is_none_or(|w| r.workflow_id == w)
-    });
-    runs.sort_by(|a, b| {
-        (b.created_at, &b.event_id, &b.workflow_id).cmp(&(
-            a.created_at,
-            &a.event_id,
-            &a.workflow_id,
-        ))
-    });
-    runs.truncate(query.limit);
-    runs
-}

@@ -27,10 +27,14 @@ struct ListQuery {
     workflow_id: Option<String>,
     /// 1 to 100 (default 20).
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    starting_after: Option<String>,
 }
 
-/// Runs with status, attempts, last error, next attempt and each step's
-/// input and result.
+/// Runs, newest first, with status, attempts, last error, next attempt and
+/// each step's input and result. Pages: pass `next_cursor` as
+/// `starting_after`; a page may hold fewer than `limit` runs (filters are
+/// applied to at most 1,000 runs per request) and still have more.
 #[utoipa::path(get, path = "/connections/{connection_id}/runs", tag = "runs", operation_id = "runs_list",
     params(("connection_id" = String, Path, description = "`conn_…`"), ListQuery),
     responses((status = 200, body = ListOf<RunOut>), (status = 400, body = ErrorBody),
@@ -41,6 +45,20 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Reply {
     let limit = extract::limit(q.limit.as_deref(), 20)?;
-    let runs = service::list(&app, &conn, q.status, q.event_id, q.workflow_id, limit).await?;
-    Ok(ok(&ListOf::new(runs.iter().map(RunOut::from).collect())))
+    let page = service::list(
+        &app,
+        &conn,
+        q.status,
+        q.event_id,
+        q.workflow_id,
+        limit,
+        q.starting_after,
+    )
+    .await?;
+    let mut list = ListOf::paged(
+        page.runs.iter().map(RunOut::from).collect(),
+        page.next.is_some(),
+    );
+    list.next_cursor = page.next.as_ref().map(crate::ports::RunCursor::encode);
+    Ok(ok(&list))
 }

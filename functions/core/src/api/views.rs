@@ -47,6 +47,9 @@ pub struct ListOf<T: ToSchema> {
     /// Whether more follow (lists that page).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub has_more: Option<bool>,
+    /// Where the next page starts: pass it as `starting_after` (runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 impl<T: ToSchema> ListOf<T> {
@@ -55,6 +58,7 @@ impl<T: ToSchema> ListOf<T> {
             object: "list",
             data,
             has_more: None,
+            next_cursor: None,
         }
     }
 
@@ -63,6 +67,7 @@ impl<T: ToSchema> ListOf<T> {
             object: "list",
             data,
             has_more: Some(has_more),
+            next_cursor: None,
         }
     }
 }

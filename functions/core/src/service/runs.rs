@@ -6,8 +6,8 @@ use super::{Result, load};
 use crate::app::App;
 use crate::catalog::InvalidInput;
 use crate::ids::{self, ConnectionId};
-use crate::ports::RunQuery;
-use crate::workflow::run::{Run, RunStatus};
+use crate::ports::{RunCursor, RunPage, RunQuery};
+use crate::workflow::run::RunStatus;
 
 /// Runs filtered by status, event and workflow (each checked first).
 pub async fn list(
@@ -17,7 +17,17 @@ pub async fn list(
     event_id: Option<String>,
     workflow_id: Option<String>,
     limit: usize,
-) -> Result<Vec<Run>> {
+    starting_after: Option<String>,
+) -> Result<RunPage> {
+    let starting_after = match starting_after {
+        None => None,
+        Some(c) => Some(RunCursor::decode(&c).ok_or_else(|| {
+            InvalidInput::at(
+                "starting_after",
+                "starting_after must be a next_cursor this API answered",
+            )
+        })?),
+    };
     let status = match status {
         None => None,
         Some(s) => Some(serde_json::from_value::<RunStatus>(json!(s)).map_err(|_| {
@@ -48,6 +58,7 @@ pub async fn list(
                 event_id,
                 workflow_id,
                 limit,
+                starting_after,
             },
         )
         .await?)

@@ -246,6 +246,7 @@ async fn invoice_created_finalizes_the_invoice_exactly_once() {
             )
             .await
             .unwrap()
+            .runs
             .len(),
         1
     );
