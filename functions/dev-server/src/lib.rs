@@ -33,6 +33,8 @@ use tokio::sync::{Semaphore, mpsc};
 /// Bodies larger than this are refused before they are read in full (the
 /// routes' own limits are smaller but for the webhook's).
 const MAX_BODY: usize = api::MAX_WEBHOOK_BODY;
+/// An oversized body up to this size is read and dropped before the 413.
+const DRAIN_LIMIT: usize = 4 * MAX_BODY;
 /// A client must send its request head within this time.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// … and its body within this time.
@@ -224,19 +226,28 @@ impl DevServer {
     }
 }
 
-/// Authentication (constant-time token compare) on every route but the
-/// public ones, then the body read in full within [`MAX_BODY`] and
-/// [`BODY_READ_TIMEOUT`], so no handler waits on a slow client.
+/// The body read in full within [`MAX_BODY`] and [`BODY_READ_TIMEOUT`], so
+/// no handler waits on a slow client; then authentication (constant-time
+/// token compare) on every route but the public ones.
 async fn guard(State(server): State<Arc<DevServer>>, req: Request, next: Next) -> Response {
-    if !public(req.uri().path()) && !server.authorized(&req) {
-        return ApiError::unauthorized().into_response();
-    }
+    // The body is read (bounded) before any answer, even a 401: a client
+    // still sending when the answer comes would see a broken connection.
+    let authorized = public(req.uri().path()) || server.authorized(&req);
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if let Some(len) = declared.filter(|len| *len > MAX_BODY) {
+        // Read (and drop) what is not too far over, so the client, still
+        // sending, gets its 413 instead of a broken connection.
+        if len <= DRAIN_LIMIT {
+            let drain = async {
+                let mut body = req.into_body();
+                while let Some(Ok(_)) = body.frame().await {}
+            };
+            let _ = tokio::time::timeout(BODY_READ_TIMEOUT, drain).await;
+        }
         return too_large(len).into_response();
     }
     let (parts, body) = req.into_parts();
@@ -257,6 +268,9 @@ async fn guard(State(server): State<Arc<DevServer>>, req: Request, next: Next) -
                 .into_response();
             }
         };
+    if !authorized {
+        return ApiError::unauthorized().into_response();
+    }
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await
 }
