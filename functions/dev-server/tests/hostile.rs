@@ -257,8 +257,5 @@ async fn hostile_requests_never_crash_or_bloat_the_server() {
     assert_eq!(health.status().as_u16(), 200);
     let peak = peak_rss_kib(server.child.id()).unwrap();
     assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
-    eprintln!(
-        "hostile: {requests} requests (seed {seed}), peak RSS {} KiB",
-        peak
-    );
+    eprintln!("hostile: {requests} requests (seed {seed}), peak RSS {peak} KiB");
 }
