@@ -384,3 +384,38 @@ async fn logs_never_hold_the_body_the_signature_or_a_secret() {
         );
     }
 }
+
+/// A signed body as API Gateway hands over bytes that are not text.
+fn signed_binary_request(body: &[u8]) -> lambda_http::Request {
+    use base64::Engine;
+    let mut doc: Value = serde_json::from_str(&fixture("valid_event.json")).unwrap();
+    doc["body"] = Value::String(base64::engine::general_purpose::STANDARD.encode(body));
+    doc["isBase64Encoded"] = Value::Bool(true);
+    doc["headers"]["stripe-signature"] = Value::String(sign_header(body, SECRET, T));
+    lambda_http::request::from_str(&doc.to_string()).unwrap()
+}
+
+/// A signed body that could be stored only altered (invalid UTF-8 inside a
+/// string) or never read again (nested past serde's limit) is refused,
+/// not stored.
+#[tokio::test]
+async fn signed_bodies_that_cannot_be_kept_as_sent_are_400() {
+    let env = env().await;
+    let mut invalid = format!(
+        r#"{{"id":"evt_1PfixtureUtf8","object":"event","type":"invoice.updated","created":{T},"livemode":false,"data":{{"object":{{"name":"caf"#
+    )
+    .into_bytes();
+    invalid.extend_from_slice(&[0xff, 0xfe]);
+    invalid.extend_from_slice(br#""}}}"#);
+    let deep = format!(
+        r#"{{"id":"evt_1PfixtureDeep","object":"event","type":"invoice.updated","created":{T},"livemode":false,"data":{}1{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    for body in [invalid, deep.into_bytes()] {
+        let (status, out) = invoke_request(&env.app, signed_binary_request(&body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
+        assert_eq!(out["error"]["type"], "invalid_event", "{out}");
+    }
+    assert_eq!(stored(&env).await, 0);
+}

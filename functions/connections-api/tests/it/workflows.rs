@@ -553,3 +553,91 @@ async fn runs_are_paged_with_a_cursor() {
         assert_eq!(out["error"]["param"], "starting_after");
     }
 }
+
+/// Replaying into one named workflow runs it only where it would have run:
+/// switched on, and on this event's type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_into_a_named_workflow_must_fit_the_event() {
+    let env = env().await;
+    let conn = env.connection().await;
+    let uri = format!("/connections/{conn}/workflows");
+    let (_, other) = env
+        .call("POST", &uri, Some(json!({"trigger": "customer.created", "target": {"url": "https://hooks.example.com/c"}})))
+        .await;
+    let (_, off) = env
+        .call("POST", &uri, Some(json!({"trigger": "invoice.created", "enabled": false, "target": {"url": "https://hooks.example.com/i"}})))
+        .await;
+    let event = StoredEvent {
+        connection_id: conn.clone(),
+        event_id: "evt_fit".into(),
+        event_type: "invoice.created".into(),
+        created: 1,
+        livemode: false,
+        api_version: None,
+        account: None,
+        body: Some(json!({"id": "evt_fit", "type": "invoice.created"}).to_string()),
+        body_omitted: false,
+        received_at: 1,
+        expires_at: 2,
+    };
+    env.store.insert_event(&event).await.unwrap();
+    for (wf, says) in [(&other, "runs on customer.created"), (&off, "switched off")] {
+        let id = wf["id"].as_str().unwrap();
+        let (status, out) = env
+            .call(
+                "POST",
+                &format!("/connections/{conn}/events/evt_fit/replay?workflow={id}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
+        assert_eq!(out["error"]["param"], "workflow");
+        assert!(
+            out["error"]["message"].as_str().unwrap().contains(says),
+            "{out}"
+        );
+    }
+}
+
+/// A deleted connection's events are not served any more, and its
+/// workflows go with it; lists of connections do not claim 0 secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_connection_leaves_nothing_served() {
+    let env = env().await;
+    let conn = env.connection().await;
+    let (_, listed) = env.call("GET", "/connections", None).await;
+    assert_eq!(
+        listed["data"][0]["webhook"]["secrets"],
+        Value::Null,
+        "{listed}"
+    );
+    env.call("POST", &format!("/connections/{conn}/workflows"), Some(json!({"trigger": "customer.created", "target": {"url": "https://hooks.example.com/c"}})))
+        .await;
+    let event = StoredEvent {
+        connection_id: conn.clone(),
+        event_id: "evt_gone".into(),
+        event_type: "customer.created".into(),
+        created: 1,
+        livemode: false,
+        api_version: None,
+        account: None,
+        body: Some(json!({"id": "evt_gone"}).to_string()),
+        body_omitted: false,
+        received_at: 1,
+        expires_at: 2,
+    };
+    env.store.insert_event(&event).await.unwrap();
+    let (status, _) = env
+        .call("GET", &format!("/connections/{conn}/events/evt_gone"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, out) = env
+        .call("DELETE", &format!("/connections/{conn}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let (status, _) = env
+        .call("GET", &format!("/connections/{conn}/events/evt_gone"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(env.store.list_workflows(&conn).await.unwrap().is_empty());
+}

@@ -97,8 +97,9 @@ pub struct WebhookOut {
     pub mode: WebhookMode,
     /// The managed endpoint (`we_…`), once there is one.
     pub endpoint_id: Option<String>,
-    /// How many webhook secrets verify now (0 in lists).
-    pub secrets: usize,
+    /// How many webhook secrets verify now (`null` in lists, which do not
+    /// read each connection's secrets).
+    pub secrets: Option<usize>,
 }
 
 impl ConnectionOut {
@@ -114,7 +115,7 @@ impl ConnectionOut {
             webhook: WebhookOut {
                 mode: c.webhook_mode,
                 endpoint_id: c.webhook_endpoint_id.clone(),
-                secrets: secrets.unwrap_or(0),
+                secrets,
             },
             triggers: c.triggers.clone(),
             created_at: c.created_at,

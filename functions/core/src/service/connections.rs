@@ -264,6 +264,10 @@ async fn delete_locked(app: &App, locked: &Locked<'_>, force: bool) -> Result<bo
         endpoint::sweep_orphans(&stripe, &c.id, None).await;
     }
     app.secrets.delete_secrets(&c.id).await?;
+    // Its workflows go with it (its events and runs expire with their TTL).
+    for w in app.workflows.list_workflows(&c.id).await? {
+        app.workflows.delete_workflow(&c.id, &w.id).await?;
+    }
     app.connections.delete_connection(&c.id).await?;
     tracing::info!(connection = %c.id, endpoint_deleted, "connection deleted");
     Ok(endpoint_deleted)

@@ -45,7 +45,10 @@ pub async fn list(
     Ok((events, has_more))
 }
 
+/// One stored event of a connection that still exists (a deleted
+/// connection's events are not served, though they wait out their TTL).
 pub async fn get(app: &App, conn: &ConnectionId, id: &EventId) -> Result<StoredEvent> {
+    connection(app, conn).await?;
     app.events
         .get_event(conn, id)
         .await?
@@ -72,7 +75,27 @@ pub async fn replay(
     connection(app, conn).await?;
     let event = get(app, conn, event_id).await?;
     let matching = match &only {
-        Some(wid) => vec![workflows::get(app, conn, wid).await?],
+        Some(wid) => {
+            let workflow = workflows::get(app, conn, wid).await?;
+            if !workflow.enabled {
+                return Err(InvalidInput::at(
+                    "workflow",
+                    format!("workflow {wid} is switched off; switch it on to replay into it"),
+                )
+                .into());
+            }
+            if workflow.trigger != "*" && workflow.trigger != event.event_type {
+                return Err(InvalidInput::at(
+                    "workflow",
+                    format!(
+                        "workflow {wid} runs on {}, not on {} events",
+                        workflow.trigger, event.event_type
+                    ),
+                )
+                .into());
+            }
+            vec![workflow]
+        }
         None => {
             let body = match &event.body {
                 Some(b) => serde_json::from_str(b).unwrap_or(Value::Null),

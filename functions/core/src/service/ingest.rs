@@ -67,6 +67,19 @@ pub async fn verify(
         DEFAULT_TOLERANCE_SECS,
     )?;
 
+    // The whole body must be readable: UTF-8 (it is stored as text, and a
+    // lossy copy would not be what Stripe signed) and JSON within serde's
+    // nesting limit (else fan-out could never read it).
+    if std::str::from_utf8(&body).is_err() {
+        return Err(Error::InvalidEvent {
+            param: None,
+            message: "body is not UTF-8".into(),
+        });
+    }
+    serde_json::from_slice::<serde_json::Value>(&body).map_err(|e| Error::InvalidEvent {
+        param: None,
+        message: format!("body is not a readable Stripe event: {e}"),
+    })?;
     let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| Error::InvalidEvent {
         param: None,
         message: format!("body is not a Stripe event: {e}"),

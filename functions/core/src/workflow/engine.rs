@@ -157,10 +157,17 @@ impl<'a> Engine<'a> {
         let now = self.app.clock.now();
         let mut outcomes = Vec::new();
         for run in self.app.runs.due_runs(now, limit).await? {
-            outcomes.push(
-                self.execute(&run.connection_id, &run.event_id, &run.run_key())
-                    .await?,
-            );
+            // One run the store fails on must not hold up the others: it
+            // stays due, and the next tick takes it again.
+            match self
+                .execute(&run.connection_id, &run.event_id, &run.run_key())
+                .await
+            {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => {
+                    tracing::error!(connection = %run.connection_id, event_id = %run.event_id, workflow = %run.workflow_id, error = %e, "run not executed; due again next tick");
+                }
+            }
         }
         Ok(outcomes)
     }
@@ -264,8 +271,14 @@ impl<'a> Engine<'a> {
         if let (Some(target), false) = (&workflow.target, run.delivered) {
             let secret = target_secret(target, &workflow.id, &secrets)
                 .ok_or_else(|| perm("the target has no signing secret".into()))?;
+            // The event as Stripe sent it: fetched back from Stripe when it
+            // was too large to store, never a stub.
+            let payload = match &event.body {
+                Some(stored) => stored.clone(),
+                None => body.to_string(),
+            };
             let status = self
-                .deliver(&target.url, secret, run, &event)
+                .deliver(&target.url, secret, run, payload)
                 .await
                 .map_err(&perm)?;
             if let Some(failure) = classify_delivery(status) {
@@ -292,9 +305,13 @@ impl<'a> Engine<'a> {
             let action = catalog::action_by_key(&step.action)
                 .ok_or_else(|| perm(format!("step {index}: unknown action {}", step.action)))?;
             let key = step_idempotency_key(&run.event_id, &run.run_key(), index);
-            let result = actions::run(action, &input, &stripe, Some(&key))
-                .await
-                .map_err(|e| {
+            let result = match actions::run(action, &input, &stripe, Some(&key)).await {
+                // A delete retried after its first try went through (the
+                // answer was lost): the object is gone, as the step wanted.
+                Err(e) if run.attempts > 1 && already_deleted(action, &e) => {
+                    json!({"id": input.get("id"), "deleted": true, "already_deleted": true})
+                }
+                other => other.map_err(|e| {
                     Some(match classify_action_error(&e) {
                         Failure::Permanent(m) => {
                             Failure::Permanent(format!("step {index} ({}): {m}", step.action))
@@ -303,12 +320,15 @@ impl<'a> Engine<'a> {
                             Failure::Transient(format!("step {index} ({}): {m}", step.action))
                         }
                     })
-                })?;
+                })?,
+            };
             let before = run.version;
+            // Kept within the run record's bound (DynamoDB holds 400 KB an
+            // item): a large input or result is stored as a note of its size.
             let record = StepRecord {
                 action: step.action.clone(),
-                input,
-                result,
+                input: bounded(input, MAX_STORED_INPUT),
+                result: bounded(result, MAX_STORED_RESULT),
             };
             run.record_step(&self.worker, record, self.app.clock.now())
                 .map_err(|_| None)?;
@@ -350,20 +370,10 @@ impl<'a> Engine<'a> {
                     // A test is its own try: its own `webhook-id`, so a target
                     // that dedupes on it never drops the real run's delivery.
                     run.replay = Some(crate::ids::new_id("tst_"));
-                    let stored = StoredEvent {
-                        connection_id: workflow.connection_id.clone(),
-                        event_id: event_id.clone(),
-                        event_type: event["type"].as_str().unwrap_or_default().to_string(),
-                        created: event["created"].as_i64().unwrap_or(0),
-                        livemode: event["livemode"].as_bool().unwrap_or(false),
-                        api_version: None,
-                        account: None,
-                        body: Some(event.to_string()),
-                        body_omitted: false,
-                        received_at: 0,
-                        expires_at: 0,
-                    };
-                    match self.deliver(&target.url, secret, &run, &stored).await {
+                    match self
+                        .deliver(&target.url, secret, &run, event.to_string())
+                        .await
+                    {
                         Ok(status) => (status, None),
                         Err(refused) => (None, Some(refused)),
                     }
@@ -490,14 +500,10 @@ impl<'a> Engine<'a> {
         url: &str,
         secret: &str,
         run: &Run,
-        event: &StoredEvent,
+        payload: String,
     ) -> Result<Option<u16>, String> {
         let allow_private = self.app.config.private_targets_allowed();
         let url = crate::target::check_url(url, allow_private).map_err(|e| e.to_string())?;
-        let payload = event
-            .body
-            .clone()
-            .unwrap_or_else(|| json!({"id": event.event_id, "type": event.event_type}).to_string());
         let msg_id = format!(
             "msg_{}",
             &step_idempotency_key(&run.event_id, &run.run_key(), usize::MAX)[3..]
@@ -576,4 +582,30 @@ fn target_secret<'a>(
                 .get(workflow_id)
                 .map(secrecy::ExposeSecret::expose_secret)
         })
+}
+
+/// Most bytes of a step's input and result kept in its run: with at most
+/// ten steps a run record stays far below DynamoDB's 400 KB.
+pub const MAX_STORED_INPUT: usize = 8 * 1024;
+pub const MAX_STORED_RESULT: usize = 24 * 1024;
+
+/// `value`, or a note of what it was when its JSON is over `limit` bytes
+/// (the object's `id` and `object` kept, so later steps can still use them).
+fn bounded(value: Value, limit: usize) -> Value {
+    let size = serde_json::to_vec(&value).map_or(0, |v| v.len());
+    if size <= limit {
+        return value;
+    }
+    json!({
+        "truncated": true,
+        "bytes": size,
+        "id": value.get("id").cloned().unwrap_or(Value::Null),
+        "object": value.get("object").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// A delete (or cancel) answered 404: what it should remove is gone.
+fn already_deleted(action: &crate::catalog::Action, e: &actions::ActionError) -> bool {
+    matches!(action.operation, "delete" | "cancel")
+        && matches!(e, actions::ActionError::Stripe(s) if s.status() == Some(404))
 }

@@ -839,3 +839,123 @@ async fn a_run_whose_worker_always_dies_goes_dead_after_its_attempts() {
     env.clock.set(now + 10 * LEASE_SECS);
     assert!(env.engine("survivor").run_due(10).await.unwrap().is_empty());
 }
+
+/// A step whose result is far larger than a run record may hold (a search
+/// of 100 invoices) is kept as a note of its size, so the run saves and
+/// finishes instead of failing every save and re-running the step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_step_result_is_kept_as_a_note_and_the_run_finishes() {
+    let env = env().await;
+    let invoices: Vec<Value> = (0..100)
+        .map(|i| json!({"id": format!("in_{i}"), "object": "invoice", "lines": {"data": ["x".repeat(4000)]}}))
+        .collect();
+    Mock::given(method("GET"))
+        .and(path("/v1/invoices/search"))
+        .respond_with(ok(
+            json!({"object": "search_result", "data": invoices, "has_more": false}),
+        ))
+        .mount(&env.stripe)
+        .await;
+    env.workflow(
+        "wf_big",
+        "customer.created",
+        None,
+        vec![(
+            "invoices.search",
+            json!({"customer": "{{event.data.object.id}}"}),
+        )],
+    )
+    .await;
+    let event = env
+        .event("evt_big", "customer.created", json!({"id": "cus_1"}))
+        .await;
+    assert_eq!(
+        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        Outcome::Finished(RunStatus::Succeeded)
+    );
+    let run = env.run("evt_big", "wf_big").await;
+    assert_eq!(run.steps[0].result["truncated"], true);
+    assert!(run.steps[0].result["bytes"].as_u64().unwrap() > 400_000);
+    assert!(serde_json::to_vec(&run).unwrap().len() < 64 * 1024);
+}
+
+/// A delete retried after its first try went through (its answer lost)
+/// finds the object gone: that is what the step wanted, not a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_delete_that_already_happened_succeeds() {
+    let env = env().await;
+    Mock::given(method("DELETE"))
+        .and(path("/v1/customers/cus_gone"))
+        .respond_with(ResponseTemplate::new(500))
+        // The client's three tries of the first attempt: the delete went
+        // through in Stripe, but no answer came back.
+        .up_to_n_times(3)
+        .mount(&env.stripe)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/v1/customers/cus_gone"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such customer: 'cus_gone'"}})))
+        .mount(&env.stripe)
+        .await;
+    env.workflow(
+        "wf_del",
+        "customer.created",
+        None,
+        vec![("customers.delete", json!({"id": "cus_gone"}))],
+    )
+    .await;
+    let event = env
+        .event("evt_del", "customer.created", json!({"id": "cus_gone"}))
+        .await;
+    assert_eq!(
+        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        Outcome::Finished(RunStatus::Retrying)
+    );
+    env.clock
+        .set(env.run("evt_del", "wf_del").await.next_attempt_at.unwrap());
+    assert_eq!(
+        env.engine("w").run_due(10).await.unwrap(),
+        [Outcome::Finished(RunStatus::Succeeded)]
+    );
+    let run = env.run("evt_del", "wf_del").await;
+    assert_eq!(run.steps[0].result["already_deleted"], true);
+}
+
+/// An event too large to store (kept without its body) reaches its target
+/// whole, fetched back from Stripe, not as a stub of its id and type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stored_without_its_body_is_delivered_whole() {
+    let env = env().await;
+    let full = json!({"id": "evt_huge", "object": "event", "type": "customer.created", "data": {"object": {"id": "cus_h", "note": "x".repeat(1000)}}});
+    Mock::given(method("GET"))
+        .and(path("/v1/events/evt_huge"))
+        .respond_with(ok(full.clone()))
+        .mount(&env.stripe)
+        .await;
+    let target = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&target)
+        .await;
+    env.workflow(
+        "wf_target",
+        "customer.created",
+        Some(format!("{}/hooks", target.uri())),
+        vec![],
+    )
+    .await;
+    let mut event = env
+        .event("evt_huge", "customer.created", json!({"id": "cus_h"}))
+        .await;
+    event.body = None;
+    event.body_omitted = true;
+    assert_eq!(
+        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        Outcome::Finished(RunStatus::Succeeded)
+    );
+    let delivered = &target.received_requests().await.unwrap()[0];
+    assert_eq!(
+        serde_json::from_slice::<Value>(&delivered.body).unwrap(),
+        full
+    );
+}
