@@ -46,9 +46,29 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// New events waiting for in-process fan-out; ingest waits when it is full.
 const FANOUT_QUEUE: usize = 1024;
 
+/// How much the server lets a client take: defaults
+/// [`HEADER_READ_TIMEOUT`], [`BODY_READ_TIMEOUT`], [`MAX_CONNECTIONS`].
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            body_read_timeout: BODY_READ_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+}
+
 pub struct DevServer {
     app: App,
     token: SecretString,
+    limits: Limits,
     fanout: std::sync::Mutex<Option<mpsc::Receiver<StoredEvent>>>,
 }
 
@@ -103,7 +123,12 @@ impl EventStore for FanOutOnInsert {
 }
 
 impl DevServer {
-    pub fn new(mut app: App, token: SecretString) -> Arc<Self> {
+    pub fn new(app: App, token: SecretString) -> Arc<Self> {
+        Self::with_limits(app, token, Limits::default())
+    }
+
+    /// The server with other limits (tests shorten them).
+    pub fn with_limits(mut app: App, token: SecretString, limits: Limits) -> Arc<Self> {
         let (queue, rx) = mpsc::channel(FANOUT_QUEUE);
         app.events = Arc::new(FanOutOnInsert {
             inner: app.events.clone(),
@@ -112,6 +137,7 @@ impl DevServer {
         Arc::new(Self {
             app,
             token,
+            limits,
             fanout: std::sync::Mutex::new(Some(rx)),
         })
     }
@@ -175,7 +201,7 @@ impl DevServer {
     ) {
         self.spawn_fanout();
         let router = self.router();
-        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let permits = Arc::new(Semaphore::new(self.limits.max_connections));
         let graceful = GracefulShutdown::new();
         let mut backoff = Duration::from_millis(5);
         tokio::pin!(shutdown);
@@ -205,7 +231,7 @@ impl DevServer {
             builder
                 .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(self.limits.header_read_timeout)
                 .keep_alive(true);
             let conn = builder
                 .serve_connection(TokioIo::new(stream), service)
@@ -246,28 +272,31 @@ async fn guard(State(server): State<Arc<DevServer>>, req: Request, next: Next) -
                 let mut body = req.into_body();
                 while let Some(Ok(_)) = body.frame().await {}
             };
-            let _ = tokio::time::timeout(BODY_READ_TIMEOUT, drain).await;
+            let _ = tokio::time::timeout(server.limits.body_read_timeout, drain).await;
         }
         return too_large(len).into_response();
     }
     let (parts, body) = req.into_parts();
-    let bytes =
-        match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await
-        {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(_)) => return too_large(MAX_BODY + 1).into_response(),
-            Err(_) => {
-                return ApiError::new(
-                    http::StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    format!(
-                        "the request body did not arrive within {} s",
-                        BODY_READ_TIMEOUT.as_secs()
-                    ),
-                )
-                .into_response();
-            }
-        };
+    let bytes = match tokio::time::timeout(
+        server.limits.body_read_timeout,
+        Limited::new(body, MAX_BODY).collect(),
+    )
+    .await
+    {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => return too_large(MAX_BODY + 1).into_response(),
+        Err(_) => {
+            return ApiError::new(
+                http::StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    server.limits.body_read_timeout.as_secs_f64()
+                ),
+            )
+            .into_response();
+        }
+    };
     if !authorized {
         return ApiError::unauthorized().into_response();
     }
