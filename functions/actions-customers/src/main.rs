@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    connector_core::lambda::run_http(connector_core::api::Routes::Actions("customers")).await
+    connector_core::lambda::run_http(connector_core::api::actions_router("customers")).await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    connector_core::lambda::run_http(connector_core::api::Routes::Actions("prices")).await
+    connector_core::lambda::run_http(connector_core::api::actions_router("prices")).await
 }

@@ -7,7 +7,6 @@ use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse
 use lambda_runtime::LambdaEvent;
 
 use crate::adapters::dynamo::DynamoStore;
-use crate::api::{self, Routes};
 use crate::app::App;
 use crate::config::Config;
 use crate::workflow::engine::Engine;
@@ -25,13 +24,13 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Runs one HTTP function serving `routes`: its router, built once per
-/// cold start, over `lambda_http` (API Gateway's request and answer).
-pub async fn run_http(routes: Routes) -> Result<(), lambda_http::Error> {
+/// Runs one HTTP function: its router (`api::ingest_router()`, …), built
+/// once per cold start, over `lambda_http` (API Gateway's request and answer).
+pub async fn run_http(router: axum::Router<App>) -> Result<(), lambda_http::Error> {
     init_tracing();
     let config = Config::from_env()?;
     let app = App::aws(config).await?;
-    lambda_http::run(api::router(routes).with_state(app)).await
+    lambda_http::run(router.with_state(app)).await
 }
 
 /// Fans out the new events of one DynamoDB Stream batch. Only inserted event

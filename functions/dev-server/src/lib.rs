@@ -15,7 +15,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use connector_core::api::{self, Routes};
+use connector_core::api;
 use connector_core::app::App;
 use connector_core::http::ApiError;
 use connector_core::model::{InsertOutcome, StoredEvent};
@@ -149,7 +149,7 @@ impl DevServer {
 
     /// Every route, behind the bearer token and the body read timeout.
     pub fn router(self: &Arc<Self>) -> Router {
-        api::router(Routes::All)
+        api::all_routes()
             .with_state(self.app.clone())
             .layer(middleware::from_fn_with_state(self.clone(), guard))
     }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    connector_core::lambda::run_http(connector_core::api::Routes::Ingest).await
+    connector_core::lambda::run_http(connector_core::api::ingest_router()).await
 }
