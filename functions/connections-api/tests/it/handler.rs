@@ -781,3 +781,34 @@ async fn a_wildcard_workflow_whose_input_would_explode_is_refused_at_creation() 
         "{out}"
     );
 }
+
+/// In AWS the webhook URL a managed endpoint is registered with comes from
+/// the domain API Gateway served the request on, never from a `Host`
+/// header the caller chose.
+#[tokio::test]
+async fn the_webhook_url_ignores_a_forged_host_header() {
+    let env = env().await;
+    env.account("acct_1Acme").await;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../events/get_unknown_connection.json"
+    );
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    doc["routeKey"] = json!("POST /connections");
+    doc["rawPath"] = json!("/connections");
+    doc["requestContext"]["http"]["method"] = json!("POST");
+    doc["requestContext"]["http"]["path"] = json!("/connections");
+    doc["requestContext"]["routeKey"] = json!("POST /connections");
+    doc["pathParameters"] = json!({});
+    doc["headers"]["host"] = json!("evil.example");
+    doc["body"] = json!(json!({"name": "Acme", "api_key": KEY}).to_string());
+    let req = lambda_http::request::from_str(&doc.to_string()).unwrap();
+    let resp = api::handle(&env.app, req, Routes::Connections).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let out: Value = serde_json::from_slice(resp.body()).unwrap();
+    let id = out["id"].as_str().unwrap();
+    assert_eq!(
+        out["webhook_url"],
+        format!("https://abc123defg.execute-api.us-east-1.amazonaws.com/webhooks/{id}")
+    );
+}

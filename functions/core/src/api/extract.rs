@@ -113,8 +113,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// The base URL Stripe reaches this API at: `PUBLIC_BASE_URL`, or else the
-/// host the request came to (API Gateway's domain).
+/// The base URL Stripe reaches this API at: `PUBLIC_BASE_URL`; else, in AWS,
+/// the domain API Gateway says it served the request on (its request
+/// context, which a client cannot set); else the `Host` header (a request
+/// with no such context: in-process tests).
 pub struct BaseUrl(pub String);
 
 impl FromRequestParts<App> for BaseUrl {
@@ -123,6 +125,19 @@ impl FromRequestParts<App> for BaseUrl {
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
         if let Some(base) = &app.config.public_base_url {
             return Ok(BaseUrl(base.clone()));
+        }
+        if let Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) =
+            parts
+                .extensions
+                .get::<lambda_http::request::RequestContext>()
+        {
+            if let Some(domain) = context
+                .domain_name
+                .as_deref()
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_graphic()))
+            {
+                return Ok(BaseUrl(format!("https://{domain}")));
+            }
         }
         let host = parts
             .headers
