@@ -235,3 +235,35 @@ impl<'de> Deserialize<'de> for TargetSecret {
         String::deserialize(d).map(Self::new)
     }
 }
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    /// A target's signing secret, now kept in its workflow, never shows in
+    /// `Debug` (logs), while the stored record still holds it.
+    #[test]
+    fn a_workflows_target_secret_is_redacted_in_debug_but_stored() {
+        let workflow = Workflow {
+            id: "wf_1".into(),
+            connection_id: "conn_1".into(),
+            trigger: "customer.created".into(),
+            filter: serde_json::Map::new(),
+            target: Some(Target {
+                url: "https://hooks.example.com".into(),
+                secret: Some(TargetSecret::new("whsec_topsecret".into())),
+            }),
+            steps: vec![],
+            enabled: true,
+            created_at: 1,
+            updated_at: 1,
+        };
+        let debug = format!("{workflow:?} {:#?}", workflow.target);
+        assert!(!debug.contains("whsec_topsecret"), "{debug}");
+        assert!(debug.contains("REDACTED"));
+        let stored = serde_json::to_string(&workflow).unwrap();
+        assert!(stored.contains("whsec_topsecret"));
+        let back: Workflow = serde_json::from_str(&stored).unwrap();
+        assert_eq!(back, workflow);
+    }
+}
