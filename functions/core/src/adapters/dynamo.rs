@@ -94,15 +94,28 @@ fn sort_time(t: i64, id: &str) -> String {
     format!("{:012}#{id}", t.max(0))
 }
 
-fn update_condition_failed<R>(
-    e: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
-        R,
+/// A conditional update's answer: `true` done, `false` its condition did
+/// not hold.
+fn updated<O, R: std::fmt::Debug>(
+    result: Result<
+        O,
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+            R,
+        >,
     >,
-) -> bool {
-    e.as_service_error().is_some_and(
-        aws_sdk_dynamodb::operation::update_item::UpdateItemError::is_conditional_check_failed_exception,
-    )
+) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error().is_some_and(
+                aws_sdk_dynamodb::operation::update_item::UpdateItemError::is_conditional_check_failed_exception,
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(sdk_error(e)),
+    }
 }
 
 fn sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
@@ -301,10 +314,10 @@ impl ConnectionStore for DynamoStore {
             .expression_attribute_values(":previous", version(previous))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if update_condition_failed(&e) => Err(StoreError::Conflict),
-            Err(e) => Err(sdk_error(e)),
+        if updated(result)? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
         }
     }
 
@@ -330,11 +343,7 @@ impl ConnectionStore for DynamoStore {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if update_condition_failed(&e) => Ok(false),
-            Err(e) => Err(sdk_error(e)),
-        }
+        updated(result)
     }
 
     async fn unlock_connection(&self, id: &str, owner: &str) -> Result<(), StoreError> {
@@ -349,12 +358,8 @@ impl ConnectionStore for DynamoStore {
             .expression_attribute_values(":owner", s(owner))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Taken over after it ran out, or the connection is gone.
-            Err(e) if update_condition_failed(&e) => Ok(()),
-            Err(e) => Err(sdk_error(e)),
-        }
+        // `false`: taken over after it ran out, or the connection is gone.
+        updated(result).map(|_| ())
     }
 
     async fn delete_connection(&self, id: &str) -> Result<(), StoreError> {
