@@ -13,7 +13,7 @@ use connector_core::model::{
     Connection, ConnectionSecrets, Step, StoredEvent, Target, WebhookMode, Workflow,
 };
 use connector_core::ports::{
-    ConnectionStore, EventStore, RunQuery, RunStore, SecretStore, WorkflowStore,
+    ConnectionStore, EventStore, RunQuery, RunStore, SecretStore, StoreError, WorkflowStore,
 };
 use connector_core::stripe::StripeSettings;
 use connector_core::workflow::engine::{Engine, LEASE_SECS, Outcome};
@@ -957,5 +957,80 @@ async fn an_event_stored_without_its_body_is_delivered_whole() {
     assert_eq!(
         serde_json::from_slice::<Value>(&delivered.body).unwrap(),
         full
+    );
+}
+
+/// A run store that cannot read one run (a corrupt item, say).
+struct OneRunUnreadable {
+    inner: Arc<MemoryStore>,
+    event_id: &'static str,
+}
+
+#[async_trait::async_trait]
+impl RunStore for OneRunUnreadable {
+    async fn create_run(&self, run: &Run) -> Result<bool, StoreError> {
+        self.inner.create_run(run).await
+    }
+    async fn get_run(&self, c: &str, e: &str, w: &str) -> Result<Option<Run>, StoreError> {
+        if e == self.event_id {
+            return Err(StoreError::Corrupt("unreadable".into()));
+        }
+        self.inner.get_run(c, e, w).await
+    }
+    async fn save_run(&self, run: &Run, expected: u64) -> Result<(), StoreError> {
+        self.inner.save_run(run, expected).await
+    }
+    async fn list_runs(
+        &self,
+        c: &str,
+        q: &connector_core::ports::RunQuery,
+    ) -> Result<connector_core::ports::RunPage, StoreError> {
+        self.inner.list_runs(c, q).await
+    }
+    async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError> {
+        self.inner.due_runs(now, limit).await
+    }
+}
+
+/// One run the store fails on does not hold up the other due runs of the
+/// tick: they run, and it stays due for the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_unreadable_run_does_not_stop_a_scheduler_tick() {
+    let mut env = env().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/products/prod_1"))
+        .respond_with(ok(json!({"id": "prod_1"})))
+        .mount(&env.stripe)
+        .await;
+    env.workflow(
+        "wf_due",
+        "customer.created",
+        None,
+        vec![("products.find", json!({"id": "prod_1"}))],
+    )
+    .await;
+    for e in ["evt_bad", "evt_good"] {
+        env.event(e, "customer.created", json!({"id": "cus_1"}))
+            .await;
+        assert!(
+            env.store
+                .create_run(&Run::new(CONN, e, "wf_due", T))
+                .await
+                .unwrap()
+        );
+    }
+    env.app.runs = Arc::new(OneRunUnreadable {
+        inner: env.store.clone(),
+        event_id: "evt_bad",
+    });
+    let outcomes = env.engine("w").run_due(10).await.unwrap();
+    assert_eq!(outcomes, [Outcome::Finished(RunStatus::Succeeded)]);
+    assert_eq!(
+        env.run("evt_good", "wf_due").await.status,
+        RunStatus::Succeeded
+    );
+    assert_eq!(
+        env.run("evt_bad", "wf_due").await.status,
+        RunStatus::Pending
     );
 }
