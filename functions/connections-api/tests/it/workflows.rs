@@ -641,3 +641,52 @@ async fn a_deleted_connection_leaves_nothing_served() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(env.store.list_workflows(&conn).await.unwrap().is_empty());
 }
+
+/// A test run on a stored event is its own delivery: a receiver that
+/// dedupes on `webhook-id` still gets the event's real run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_run_has_its_own_webhook_id() {
+    let env = env().await;
+    let target = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&target)
+        .await;
+    let conn = env.connection().await;
+    let (_, wf) = env
+        .call("POST", &format!("/connections/{conn}/workflows"), Some(json!({"trigger": "customer.created", "target": {"url": format!("{}/in", target.uri())}})))
+        .await;
+    let wf_id = wf["id"].as_str().unwrap().to_string();
+    let event = StoredEvent {
+        connection_id: conn.clone(),
+        event_id: "evt_twice".into(),
+        event_type: "customer.created".into(),
+        created: 1,
+        livemode: false,
+        api_version: None,
+        account: None,
+        body: Some(json!({"id": "evt_twice", "type": "customer.created"}).to_string()),
+        body_omitted: false,
+        received_at: 1,
+        expires_at: 2,
+    };
+    env.store.insert_event(&event).await.unwrap();
+    Engine::new(&env.app, "w").fan_out(&event).await.unwrap();
+    let (status, out) = env
+        .call(
+            "POST",
+            &format!("/connections/{conn}/workflows/{wf_id}/test"),
+            Some(json!({"event_id": "evt_twice"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let ids: Vec<String> = target
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.headers["webhook-id"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1]);
+}
