@@ -812,3 +812,55 @@ async fn the_webhook_url_ignores_a_forged_host_header() {
         format!("https://abc123defg.execute-api.us-east-1.amazonaws.com/webhooks/{id}")
     );
 }
+
+/// A secret store that cannot delete (for now).
+struct NoDeletes(Arc<MemorySecrets>);
+
+#[async_trait::async_trait]
+impl SecretStore for NoDeletes {
+    async fn get_secrets(
+        &self,
+        id: &str,
+    ) -> Result<Option<connector_core::model::ConnectionSecrets>, connector_core::ports::SecretsError>
+    {
+        self.0.get_secrets(id).await
+    }
+    async fn put_secrets(
+        &self,
+        id: &str,
+        s: &connector_core::model::ConnectionSecrets,
+    ) -> Result<(), connector_core::ports::SecretsError> {
+        self.0.put_secrets(id, s).await
+    }
+    async fn delete_secrets(&self, _: &str) -> Result<(), connector_core::ports::SecretsError> {
+        Err(connector_core::ports::SecretsError::Unavailable(
+            "down".into(),
+        ))
+    }
+}
+
+/// Secrets go before the record: when their deletion fails, the connection
+/// is still there, so a retried DELETE can remove both; never a key left
+/// behind that no API can reach.
+#[tokio::test]
+async fn a_failed_secret_delete_leaves_the_connection_to_retry() {
+    let mut env = env().await;
+    env.account("acct_1Acme").await;
+    let id = env
+        .connect(json!({"name": "Acme", "api_key": KEY, "webhook": {"mode": "manual", "secret": "whsec_abc"}}))
+        .await;
+    let working = env.app.secrets.clone();
+    env.app.secrets = Arc::new(NoDeletes(env.secrets.clone()));
+    let (status, _) = env
+        .call("DELETE", &format!("/connections/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(env.store.get_connection(&id).await.unwrap().is_some());
+    env.app.secrets = working;
+    let (status, out) = env
+        .call("DELETE", &format!("/connections/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert!(env.store.get_connection(&id).await.unwrap().is_none());
+    assert!(env.secrets.get_secrets(&id).await.unwrap().is_none());
+}
