@@ -26,11 +26,11 @@ pub fn init_tracing() {
 
 /// Runs one HTTP function: its router (`api::ingest_router()`, …), built
 /// once per cold start, over `lambda_http` (API Gateway's request and answer).
-pub async fn run_http(router: axum::Router<App>) -> Result<(), lambda_http::Error> {
+pub async fn run_http(router: axum::Router<Arc<App>>) -> Result<(), lambda_http::Error> {
     init_tracing();
     let config = Config::from_env()?;
     let app = App::aws(config).await?;
-    lambda_http::run(router.with_state(app)).await
+    lambda_http::run(router.with_state(std::sync::Arc::new(app))).await
 }
 
 /// Fans out the new events of one DynamoDB Stream batch. Only inserted event

@@ -22,7 +22,7 @@ use connector_core::model::{InsertOutcome, StoredEvent};
 use connector_core::ports::{EventQuery, EventStore, StoreError};
 use connector_core::workflow::engine::Engine;
 use http_body_util::{BodyExt, Limited};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use secrecy::{ExposeSecret, SecretString};
@@ -150,7 +150,7 @@ impl DevServer {
     /// Every route, behind the bearer token and the body read timeout.
     pub fn router(self: &Arc<Self>) -> Router {
         api::all_routes()
-            .with_state(self.app.clone())
+            .with_state(Arc::new(self.app.clone()))
             .layer(middleware::from_fn_with_state(self.clone(), guard))
     }
 
@@ -227,15 +227,11 @@ impl DevServer {
                 () = &mut shutdown => break,
             };
             let service = TowerToHyperService::new(router.clone());
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
+            let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(self.limits.header_read_timeout)
-                .keep_alive(true);
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
                 if let Err(e) = conn.await {

@@ -1,5 +1,7 @@
 //! `POST /connections/{id}/actions/{group}/{operation}`: one catalog action.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::post;
@@ -15,12 +17,12 @@ use crate::ids::ConnectionId;
 use crate::service::load;
 
 /// The routes of one action group (one Lambda).
-pub(super) fn router(group: &'static str) -> Router<App> {
+pub(super) fn router(group: &'static str) -> Router<Arc<App>> {
     Router::new()
         .route(
             &format!("/connections/{{connection_id}}/actions/{group}/{{operation}}"),
             post(
-                move |State(app): State<App>,
+                move |State(app): State<Arc<App>>,
                       Path((conn, operation)): Path<(ConnectionId, String)>,
                       headers: HeaderMap,
                       OptionalJson(input): OptionalJson<Value>| async move {

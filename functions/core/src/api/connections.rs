@@ -1,6 +1,8 @@
 //! `/connections` and `/connections/{id}` with its key, webhook secrets and
 //! triggers. Handlers extract, call [`crate::service::connections`], answer.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, put};
@@ -16,7 +18,7 @@ use crate::service::connections::{
     self as service, ConnectionView, NewApiKey, NewConnection, NewWebhookSecret, TriggerSet,
 };
 
-pub(super) fn router() -> Router<App> {
+pub(super) fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/connections", get(list).post(create))
         .route("/connections/{connection_id}", get(read).delete(delete))
@@ -43,7 +45,7 @@ fn answer(v: &ConnectionView, base: &str) -> axum::response::Response {
         (status = 502, description = "Stripe failed", body = ErrorBody),
     ))]
 async fn create(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     BaseUrl(base): BaseUrl,
     Json(body): Json<NewConnection>,
 ) -> Reply {
@@ -57,7 +59,7 @@ async fn create(
 /// Every connection.
 #[utoipa::path(get, path = "/connections", tag = "connections", operation_id = "connections_list",
     responses((status = 200, body = ListOf<ConnectionOut>)))]
-async fn list(State(app): State<App>, BaseUrl(base): BaseUrl) -> Reply {
+async fn list(State(app): State<Arc<App>>, BaseUrl(base): BaseUrl) -> Reply {
     let all = service::list(&app).await?;
     Ok(ok(&ListOf::new(
         all.iter()
@@ -71,7 +73,7 @@ async fn list(State(app): State<App>, BaseUrl(base): BaseUrl) -> Reply {
     params(("connection_id" = String, Path, description = "`conn_…`")),
     responses((status = 200, body = ConnectionOut), (status = 404, body = ErrorBody)))]
 async fn read(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     Path(id): Path<ConnectionId>,
     BaseUrl(base): BaseUrl,
 ) -> Reply {
@@ -95,7 +97,7 @@ struct DeleteQuery {
         (status = 502, description = "Stripe could not be reached; retry or force", body = ErrorBody),
     ))]
 async fn delete(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     Path(id): Path<ConnectionId>,
     Query(q): Query<DeleteQuery>,
 ) -> Reply {
@@ -116,7 +118,7 @@ async fn delete(
     responses((status = 200, body = ConnectionOut), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn rotate_key(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     Path(id): Path<ConnectionId>,
     BaseUrl(base): BaseUrl,
     Json(body): Json<NewApiKey>,
@@ -132,7 +134,7 @@ async fn rotate_key(
     responses((status = 200, body = ConnectionOut), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 async fn set_webhook_secret(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     Path(id): Path<ConnectionId>,
     BaseUrl(base): BaseUrl,
     Json(body): Json<NewWebhookSecret>,
@@ -151,7 +153,7 @@ async fn set_webhook_secret(
     responses((status = 200, body = ConnectionOut), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, description = "the account has 16 endpoints already", body = ErrorBody)))]
 async fn set_triggers(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     Path(id): Path<ConnectionId>,
     BaseUrl(base): BaseUrl,
     Json(body): Json<TriggerSet>,

@@ -1,5 +1,7 @@
 //! `/connections/{id}/events[/{event_id}[/replay]]`.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -14,7 +16,7 @@ use crate::app::App;
 use crate::ids::{ConnectionId, EventId};
 use crate::service::events as service;
 
-pub(super) fn router() -> Router<App> {
+pub(super) fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/connections/{connection_id}/events", get(list))
         .route("/connections/{connection_id}/events/{event_id}", get(read))
@@ -43,7 +45,7 @@ struct ListQuery {
     responses((status = 200, body = ListOf<EventOut>), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 async fn list(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     Path(conn): Path<ConnectionId>,
     Query(q): Query<ListQuery>,
 ) -> Reply {
@@ -61,7 +63,10 @@ async fn list(
     params(("connection_id" = String, Path, description = "`conn_…`"),
         ("event_id" = String, Path, description = "`evt_…`")),
     responses((status = 200, body = EventOut), (status = 404, body = ErrorBody)))]
-async fn read(State(app): State<App>, Path((conn, id)): Path<(ConnectionId, EventId)>) -> Reply {
+async fn read(
+    State(app): State<Arc<App>>,
+    Path((conn, id)): Path<(ConnectionId, EventId)>,
+) -> Reply {
     let event = service::get(&app, &conn, &id).await?;
     let mut out = EventOut::from(&event);
     out.event = Some(
@@ -88,7 +93,7 @@ struct ReplayQuery {
     responses((status = 202, description = "the runs made; they run at once", body = ListOf<RunOut>),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn replay(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     Path((conn, id)): Path<(ConnectionId, EventId)>,
     Query(q): Query<ReplayQuery>,
 ) -> Reply {

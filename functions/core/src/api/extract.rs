@@ -2,6 +2,8 @@
 //! can be wrong becomes an [`ApiError`] (a JSON 4xx naming the problem),
 //! never axum's plain-text rejections.
 
+use std::sync::Arc;
+
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use bytes::Bytes;
@@ -119,10 +121,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 /// with no such context: in-process tests).
 pub struct BaseUrl(pub String);
 
-impl FromRequestParts<App> for BaseUrl {
+impl FromRequestParts<Arc<App>> for BaseUrl {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         if let Some(base) = &app.config.public_base_url {
             return Ok(BaseUrl(base.clone()));
         }

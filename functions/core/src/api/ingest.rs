@@ -1,5 +1,7 @@
 //! `POST /webhooks/{connection_id}`: a verified Stripe event, stored once.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::routing::post;
@@ -15,7 +17,7 @@ use crate::service::ingest::{self, VerifiedEvent};
 /// Stripe events are far smaller; anything larger is refused unread (413).
 pub const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
 
-pub(super) fn router() -> Router<App> {
+pub(super) fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/webhooks/{connection_id}", post(receive))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
@@ -33,7 +35,7 @@ pub(super) fn router() -> Router<App> {
         (status = 400, description = "bad signature, body or livemode", body = ErrorBody),
         (status = 404, description = "unknown connection", body = ErrorBody),
         (status = 413, description = "over 1 MiB", body = ErrorBody)))]
-async fn receive(State(app): State<App>, Verified(event): Verified) -> Reply {
+async fn receive(State(app): State<Arc<App>>, Verified(event): Verified) -> Reply {
     let duplicate = ingest::store(&app, event).await?;
     Ok(ok(&Received {
         received: true,
@@ -45,13 +47,13 @@ async fn receive(State(app): State<App>, Verified(event): Verified) -> Reply {
 /// matched, for a known connection, in its mode.
 pub(super) struct Verified(VerifiedEvent);
 
-impl FromRequest<App> for Verified {
+impl FromRequest<Arc<App>> for Verified {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, app: &App) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, ApiError> {
         let (mut parts, body) = req.into_parts();
         let Path(id) =
-            <Path<ConnectionId> as axum::extract::FromRequestParts<App>>::from_request_parts(
+            <Path<ConnectionId> as axum::extract::FromRequestParts<Arc<App>>>::from_request_parts(
                 &mut parts, app,
             )
             .await?;

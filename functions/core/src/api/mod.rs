@@ -15,6 +15,8 @@ mod runs;
 pub mod views;
 mod workflows;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -44,7 +46,7 @@ pub enum Routes {
 
 /// The router of one function: `/health` plus its own routes, JSON 404 and
 /// 405 answers for everything else. Built once per cold start.
-pub fn router(routes: Routes) -> Router<App> {
+pub fn router(routes: Routes) -> Router<Arc<App>> {
     match routes {
         Routes::Ingest => ingest_router(),
         Routes::Connections => connections_router(),
@@ -57,22 +59,22 @@ pub fn router(routes: Routes) -> Router<App> {
 // routes it serves (a runtime `Routes` would keep every handler in each).
 
 /// webhook-ingest's router.
-pub fn ingest_router() -> Router<App> {
+pub fn ingest_router() -> Router<Arc<App>> {
     finish(base().merge(ingest::router()))
 }
 
 /// connections-api's router.
-pub fn connections_router() -> Router<App> {
+pub fn connections_router() -> Router<Arc<App>> {
     finish(base().merge(management()))
 }
 
 /// The router of one action group's Lambda.
-pub fn actions_router(group: &'static str) -> Router<App> {
+pub fn actions_router(group: &'static str) -> Router<Arc<App>> {
     finish(base().merge(actions::router(group)))
 }
 
 /// Every route (the dev server).
-pub fn all_routes() -> Router<App> {
+pub fn all_routes() -> Router<Arc<App>> {
     let mut router = base().merge(ingest::router()).merge(management());
     for group in catalog::GROUPS {
         router = router.merge(actions::router(group));
@@ -80,11 +82,11 @@ pub fn all_routes() -> Router<App> {
     finish(router)
 }
 
-fn base() -> Router<App> {
+fn base() -> Router<Arc<App>> {
     Router::new().route("/health", get(health))
 }
 
-fn finish(router: Router<App>) -> Router<App> {
+fn finish(router: Router<Arc<App>>) -> Router<Arc<App>> {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -92,7 +94,7 @@ fn finish(router: Router<App>) -> Router<App> {
 
 /// connections-api's routes: everything under `/connections` but actions,
 /// and the catalog. Bodies up to [`MAX_JSON_BODY`].
-fn management() -> Router<App> {
+fn management() -> Router<Arc<App>> {
     Router::new()
         .route("/catalog", get(catalog_json))
         .route("/openapi.json", get(openapi_json))
@@ -179,7 +181,7 @@ pub async fn handle<B: Into<RequestBody>>(
     req: http::Request<B>,
     routes: Routes,
 ) -> Response {
-    let service = router(routes).with_state(app.clone());
+    let service = router(routes).with_state(Arc::new(app.clone()));
     let Ok(resp) = service.oneshot(req.map(|b| b.into().0)).await;
     let (parts, body) = resp.into_parts();
     let bytes = match body.collect().await {

@@ -1,5 +1,7 @@
 //! `/connections/{id}/runs`.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
@@ -12,7 +14,7 @@ use crate::app::App;
 use crate::ids::ConnectionId;
 use crate::service::runs as service;
 
-pub(super) fn router() -> Router<App> {
+pub(super) fn router() -> Router<Arc<App>> {
     Router::new().route("/connections/{connection_id}/runs", get(list))
 }
 
@@ -40,7 +42,7 @@ struct ListQuery {
     responses((status = 200, body = ListOf<RunOut>), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 async fn list(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     Path(conn): Path<ConnectionId>,
     Query(q): Query<ListQuery>,
 ) -> Reply {

@@ -1,5 +1,7 @@
 //! `/connections/{id}/workflows[/{wid}[/test]]`.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -13,7 +15,7 @@ use crate::app::App;
 use crate::ids::{ConnectionId, WorkflowId};
 use crate::service::workflows::{self as service, NewWorkflow, TestRun, WorkflowPatch};
 
-pub(super) fn router() -> Router<App> {
+pub(super) fn router() -> Router<Arc<App>> {
     Router::new()
         .route(
             "/connections/{connection_id}/workflows",
@@ -37,7 +39,7 @@ pub(super) fn router() -> Router<App> {
     responses((status = 201, body = WorkflowOut), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 async fn create(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     Path(conn): Path<ConnectionId>,
     BaseUrl(base): BaseUrl,
     Json(body): Json<NewWorkflow>,
@@ -53,7 +55,7 @@ async fn create(
 #[utoipa::path(get, path = "/connections/{connection_id}/workflows", tag = "workflows", operation_id = "workflows_list",
     params(("connection_id" = String, Path, description = "`conn_…`")),
     responses((status = 200, body = ListOf<WorkflowOut>), (status = 404, body = ErrorBody)))]
-async fn list(State(app): State<App>, Path(conn): Path<ConnectionId>) -> Reply {
+async fn list(State(app): State<Arc<App>>, Path(conn): Path<ConnectionId>) -> Reply {
     let all = service::list(&app, &conn).await?;
     Ok(ok(&ListOf::new(
         all.iter().map(WorkflowOut::from).collect(),
@@ -66,7 +68,7 @@ async fn list(State(app): State<App>, Path(conn): Path<ConnectionId>) -> Reply {
         ("workflow_id" = String, Path, description = "`wf_…`")),
     responses((status = 200, body = WorkflowOut), (status = 404, body = ErrorBody)))]
 async fn read(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     Path((conn, wid)): Path<(ConnectionId, WorkflowId)>,
 ) -> Reply {
     Ok(ok(&WorkflowOut::from(
@@ -82,7 +84,7 @@ async fn read(
     responses((status = 200, body = WorkflowOut), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 async fn patch(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     Path((conn, wid)): Path<(ConnectionId, WorkflowId)>,
     BaseUrl(base): BaseUrl,
     Json(body): Json<WorkflowPatch>,
@@ -98,7 +100,7 @@ async fn patch(
         ("workflow_id" = String, Path, description = "`wf_…`")),
     responses((status = 200, body = Deleted), (status = 404, body = ErrorBody)))]
 async fn delete(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     Path((conn, wid)): Path<(ConnectionId, WorkflowId)>,
     BaseUrl(base): BaseUrl,
 ) -> Reply {
@@ -120,7 +122,7 @@ async fn delete(
     responses((status = 200, description = "the test run's report", body = Object),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn test(
-    State(app): State<App>,
+    State(app): State<Arc<App>>,
     Path((conn, wid)): Path<(ConnectionId, WorkflowId)>,
     OptionalJson(body): OptionalJson<TestRun>,
 ) -> Reply {
