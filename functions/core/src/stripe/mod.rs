@@ -14,7 +14,6 @@ use std::time::Duration;
 use rand::Rng;
 use reqwest::{Method, header::HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 use serde_json::Value;
 
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
@@ -84,15 +83,6 @@ impl std::fmt::Debug for StripeClient {
             .field("account", &self.account)
             .finish()
     }
-}
-
-/// One page of a list or search.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Page {
-    pub data: Vec<Value>,
-    pub has_more: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_page: Option<String>,
 }
 
 /// A shared HTTP client (rustls) for all Stripe clients of a process.
@@ -285,72 +275,6 @@ impl StripeClient {
             StripeError::Transport(e.without_url())
         }
     }
-
-    /// Lists up to `limit` objects, following `starting_after` while Stripe
-    /// says there are more. `has_more` is true when objects were left.
-    pub async fn list_all(
-        &self,
-        path: &str,
-        params: &Value,
-        limit: usize,
-    ) -> Result<Page, StripeError> {
-        let mut data = Vec::new();
-        let mut params = params.clone();
-        loop {
-            let want = (limit - data.len()).min(100);
-            set(&mut params, "limit", Value::from(want));
-            let page = self.get(path, &params).await?;
-            let (items, has_more) = page_items(&page);
-            let last_id = items.last().and_then(|o| o.get("id")).cloned();
-            data.extend(items);
-            if !has_more || data.len() >= limit || last_id.is_none() {
-                return Ok(Page {
-                    has_more,
-                    data,
-                    next_page: None,
-                });
-            }
-            set(
-                &mut params,
-                "starting_after",
-                last_id.unwrap_or(Value::Null),
-            );
-        }
-    }
-
-    /// Searches up to `limit` objects, following `next_page`.
-    pub async fn search_all(
-        &self,
-        path: &str,
-        params: &Value,
-        limit: usize,
-    ) -> Result<Page, StripeError> {
-        let mut data = Vec::new();
-        let mut params = params.clone();
-        loop {
-            let want = (limit - data.len()).min(100);
-            set(&mut params, "limit", Value::from(want));
-            let page = self.get(path, &params).await?;
-            let (items, has_more) = page_items(&page);
-            data.extend(items);
-            let next = page
-                .get("next_page")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            match next {
-                Some(token) if has_more && data.len() < limit => {
-                    set(&mut params, "page", Value::from(token));
-                }
-                next => {
-                    return Ok(Page {
-                        data,
-                        has_more,
-                        next_page: if has_more { next } else { None },
-                    });
-                }
-            }
-        }
-    }
 }
 
 fn retryable(err: &StripeError) -> bool {
@@ -359,28 +283,6 @@ fn retryable(err: &StripeError) -> bool {
         StripeError::Timeout(_) => false,
         other => other.is_transient(),
     }
-}
-
-fn set(params: &mut Value, key: &str, value: Value) {
-    if !params.is_object() {
-        *params = Value::Object(Default::default());
-    }
-    if let Value::Object(map) = params {
-        map.insert(key.to_string(), value);
-    }
-}
-
-fn page_items(page: &Value) -> (Vec<Value>, bool) {
-    let items = page
-        .get("data")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let has_more = page
-        .get("has_more")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    (items, has_more)
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {

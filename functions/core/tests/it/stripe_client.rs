@@ -454,105 +454,6 @@ async fn the_key_never_shows_in_debug_or_errors() {
     assert!(!format!("{err:?}").contains(KEY) && !err.to_string().contains(KEY));
 }
 
-fn list_page(ids: &[&str], more: bool) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({
-        "object": "list", "has_more": more,
-        "data": ids.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
-    }))
-}
-
-#[tokio::test]
-async fn list_all_follows_starting_after_up_to_the_limit() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(list_page(&["cus_1", "cus_2"], true))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(list_page(&["cus_3", "cus_4"], true))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(list_page(&["cus_5"], false))
-        .mount(&server)
-        .await;
-    let c = client(&server);
-    let all = c
-        .list_all("/v1/customers", &json!({"email": "a@b.co"}), 100)
-        .await
-        .unwrap();
-    assert_eq!(all.data.len(), 5);
-    assert!(!all.has_more);
-    let reqs = server.received_requests().await.unwrap();
-    assert_eq!(reqs[0].url.query(), Some("email=a%40b.co&limit=100"));
-    assert_eq!(
-        reqs[1].url.query(),
-        Some("email=a%40b.co&limit=98&starting_after=cus_2")
-    );
-    assert_eq!(
-        reqs[2].url.query(),
-        Some("email=a%40b.co&limit=96&starting_after=cus_4")
-    );
-}
-
-#[tokio::test]
-async fn list_all_stops_at_the_caller_limit() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(list_page(&["a", "b"], true))
-        .mount(&server)
-        .await;
-    let page = client(&server)
-        .list_all("/v1/customers", &json!({}), 2)
-        .await
-        .unwrap();
-    assert_eq!(page.data.len(), 2);
-    assert!(page.has_more);
-    let reqs = server.received_requests().await.unwrap();
-    assert_eq!(reqs.len(), 1);
-    assert_eq!(reqs[0].url.query(), Some("limit=2"));
-}
-
-#[tokio::test]
-async fn search_all_follows_next_page() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"object": "search_result", "data": [{"id": "in_1"}], "has_more": true, "next_page": "pg_2"}),
-        ))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"object": "search_result", "data": [{"id": "in_2"}], "has_more": true, "next_page": "pg_3"}),
-        ))
-        .mount(&server)
-        .await;
-    let page = client(&server)
-        .search_all(
-            "/v1/invoices/search",
-            &json!({"query": "status:\"paid\""}),
-            2,
-        )
-        .await
-        .unwrap();
-    assert_eq!(page.data.len(), 2);
-    assert!(page.has_more);
-    assert_eq!(page.next_page.as_deref(), Some("pg_3"));
-    let reqs = server.received_requests().await.unwrap();
-    assert_eq!(
-        reqs[0].url.query(),
-        Some("query=status%3A%22paid%22&limit=2")
-    );
-    assert_eq!(
-        reqs[1].url.query(),
-        Some("query=status%3A%22paid%22&limit=1&page=pg_2")
-    );
-}
-
 fn localstripe() -> String {
     std::env::var("LOCALSTRIPE_URL")
         .expect("LOCALSTRIPE_URL is set by infra/test.sh: run the tests with it")
@@ -587,12 +488,13 @@ async fn round_trip_against_localstripe_create_find_delete_customer() {
     assert_eq!(found["name"], "Zoë Round");
     assert_eq!(found["metadata"]["source"], "test");
     let listed = c
-        .list_all("/v1/customers", &json!({"email": email}), 10)
+        .get("/v1/customers", &json!({"email": email, "limit": 10}))
         .await
         .unwrap();
     assert_eq!(
-        listed
-            .data
+        listed["data"]
+            .as_array()
+            .unwrap()
             .iter()
             .filter(|o| o["id"] == id.as_str())
             .count(),
