@@ -259,3 +259,90 @@ async fn hostile_requests_never_crash_or_bloat_the_server() {
     assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
     eprintln!("hostile: {requests} requests (seed {seed}), peak RSS {peak} KiB");
 }
+
+/// CPU seconds a process has used so far (user + system), from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which ends with ')'.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Out of file descriptors, `accept` fails at once, again and again: the
+/// server must back off (not spin a core and flood its log), and serve
+/// again once descriptors are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_file_descriptors_does_not_spin() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 48 && exec \"$0\"")
+        .arg(env!("CARGO_BIN_EXE_dev-server"))
+        .env("CONNECTOR_ADDR", "127.0.0.1:0")
+        .env("CONNECTOR_DATA_DIR", dir.path())
+        .env("CONNECTOR_API_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("the server printed its address")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("stripe-connector dev server on ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let failures = Arc::new(AtomicUsize::new(0));
+    let counted = failures.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line.contains("accept failed") {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let server = Server { child, base };
+    let addr = server.base.trim_start_matches("http://").to_string();
+    // Far more connections than the server has descriptors for.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        if let Ok(s) = tokio::net::TcpStream::connect(&addr).await {
+            held.push(s);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (cpu_before, logged_before) = (
+        cpu_seconds(server.child.id()),
+        failures.load(Ordering::SeqCst),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu = cpu_seconds(server.child.id()) - cpu_before;
+    let logged = failures.load(Ordering::SeqCst) - logged_before;
+    assert!(
+        failures.load(Ordering::SeqCst) > 0,
+        "accept never failed: the test did not exhaust descriptors"
+    );
+    assert!(cpu < 0.5, "{cpu:.2} s of CPU in 2 s: it spins");
+    assert!(logged < 40, "{logged} accept failures logged in 2 s");
+    drop(held);
+    let http = reqwest::Client::new();
+    let mut healthy = false;
+    for _ in 0..50 {
+        if let Ok(r) = http.get(format!("{}/health", server.base)).send().await {
+            healthy = r.status().as_u16() == 200;
+            if healthy {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(healthy, "it did not serve again once descriptors were free");
+}
