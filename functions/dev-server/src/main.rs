@@ -35,7 +35,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let data_dir = config.data_dir.clone();
-    let app = connector_embedded::app(config)?;
+    let (app, store) = connector_embedded::app_and_store(config)?;
+    // Events and runs are kept 30 days, as DynamoDB's TTL keeps them in AWS.
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let now = connector_core::ports::Clock::now(&connector_core::ports::SystemClock);
+            if let Err(e) = store.purge_expired(now).await {
+                tracing::warn!(error = %e, "purging expired events and runs failed");
+            }
+        }
+    });
     println!(
         "stripe-connector dev server on http://{addr} (data in {})",
         data_dir.display()

@@ -19,11 +19,17 @@ pub use sqlite::SqliteStore;
 /// secrets file (`secrets.json`) under the data directory, which is made
 /// (or kept) readable by its owner only, like the files in it.
 pub fn app(config: Config) -> Result<App, StoreError> {
+    app_and_store(config).map(|(app, _)| app)
+}
+
+/// As [`app`], also answering the store (the dev server purges it).
+pub fn app_and_store(config: Config) -> Result<(App, Arc<SqliteStore>), StoreError> {
     let dir = config.data_dir.clone();
     owner_only_dir(&dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
     let store = Arc::new(SqliteStore::open(&dir.join("connector.db"))?);
     let secrets = Arc::new(LocalSecretsFile::new(dir.join("secrets.json")));
-    Ok(App::new(config, store, secrets, Arc::new(SystemClock)))
+    let app = App::new(config, store.clone(), secrets, Arc::new(SystemClock));
+    Ok((app, store))
 }
 
 /// Creates `dir` if needed, mode 0700 on Unix.

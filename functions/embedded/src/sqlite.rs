@@ -133,6 +133,26 @@ impl SqliteStore {
         Ok(Self { jobs, readers })
     }
 
+    /// Removes events past their `expires_at` and runs older than the same
+    /// retention (what DynamoDB's TTL does in AWS); answers how many of
+    /// each went.
+    pub async fn purge_expired(&self, now: i64) -> Result<(usize, usize), StoreError> {
+        let runs_before = now - connector_core::service::ingest::EVENT_RETENTION_SECS;
+        self.write(move |db| {
+            let events = db
+                .execute(
+                    "DELETE FROM events WHERE json_extract(record, '$.expires_at') < ?1",
+                    [now],
+                )
+                .map_err(unavailable)?;
+            let runs = db
+                .execute("DELETE FROM runs WHERE created_at < ?1", [runs_before])
+                .map_err(unavailable)?;
+            Ok((events, runs))
+        })
+        .await
+    }
+
     /// The `record` of at most one row, decoded.
     async fn one<T: serde::de::DeserializeOwned>(
         &self,

@@ -175,3 +175,61 @@ async fn local_file_reads_see_writes_made_elsewhere() {
     writer.delete_secrets("conn_a").await.unwrap();
     assert_eq!(key(reader.get_secrets("conn_a").await.unwrap()), None);
 }
+
+/// What DynamoDB's TTL does in AWS the dev server does by purging: events
+/// past their `expires_at` and runs past the same 30 days go; the rest stay.
+#[tokio::test]
+async fn expired_events_and_runs_are_purged() {
+    use connector_core::workflow::run::Run;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+    let now = 1_900_000_000;
+    let month = connector_core::service::ingest::EVENT_RETENTION_SECS;
+    let mut old = event("conn_p", "evt_old", "invoice.created", now - month - 10);
+    old.expires_at = now - 10;
+    let mut fresh = event("conn_p", "evt_fresh", "invoice.created", now - 10);
+    fresh.expires_at = now + month;
+    store.insert_event(&old).await.unwrap();
+    store.insert_event(&fresh).await.unwrap();
+    assert!(
+        store
+            .create_run(&Run::new("conn_p", "evt_old", "wf_a", now - month - 10))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .create_run(&Run::new("conn_p", "evt_fresh", "wf_a", now - 10))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.purge_expired(now).await.unwrap(), (1, 1));
+    assert!(
+        store
+            .get_event("conn_p", "evt_old")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_event("conn_p", "evt_fresh")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get_run("conn_p", "evt_old", "wf_a")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_run("conn_p", "evt_fresh", "wf_a")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
