@@ -55,6 +55,7 @@ async fn set_up(app: &App, conn: &str, target: &str) {
                 }),
                 steps: vec![],
                 enabled: true,
+                ignore_own_writes: true,
                 created_at: i as i64,
                 updated_at: i as i64,
             })

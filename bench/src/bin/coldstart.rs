@@ -284,6 +284,7 @@ async fn seed(stub_url: &str) {
             }),
             steps: vec![],
             enabled: true,
+            ignore_own_writes: true,
             created_at: 0,
             updated_at: 0,
         })

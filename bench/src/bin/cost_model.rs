@@ -149,6 +149,7 @@ async fn main() {
             }),
             steps: vec![],
             enabled: true,
+            ignore_own_writes: true,
             created_at: 0,
             updated_at: 0,
         })

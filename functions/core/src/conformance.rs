@@ -264,6 +264,7 @@ pub fn workflow(conn: &str, id: &str, created_at: i64) -> Workflow {
             input: json!({"id": "{{event.data.object.id}}"}),
         }],
         enabled: true,
+        ignore_own_writes: true,
         created_at,
         updated_at: created_at,
     }

@@ -174,6 +174,10 @@ pub struct Workflow {
     #[serde(default)]
     pub steps: Vec<Step>,
     pub enabled: bool,
+    /// Events caused by this workflow's own Stripe writes do not start it
+    /// again (default); `false` lets them.
+    #[serde(default = "yes")]
+    pub ignore_own_writes: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -255,6 +259,7 @@ mod secret_tests {
             }),
             steps: vec![],
             enabled: true,
+            ignore_own_writes: true,
             created_at: 1,
             updated_at: 1,
         };
@@ -266,4 +271,8 @@ mod secret_tests {
         let back: Workflow = serde_json::from_str(&stored).unwrap();
         assert_eq!(back, workflow);
     }
+}
+
+fn yes() -> bool {
+    true
 }

@@ -81,6 +81,7 @@ async fn a_tick_retries_what_is_due() {
                 input: json!({"id": "in_1"}),
             }],
             enabled: true,
+            ignore_own_writes: true,
             created_at: 0,
             updated_at: 0,
         })

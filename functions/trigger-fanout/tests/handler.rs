@@ -92,6 +92,7 @@ async fn app(stripe_base: &str) -> (App, Arc<MemoryStore>) {
                 input: json!({"id": "{{event.data.object.id}}"}),
             }],
             enabled: true,
+            ignore_own_writes: true,
             created_at: T,
             updated_at: T,
         })

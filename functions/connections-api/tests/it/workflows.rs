@@ -690,3 +690,25 @@ async fn a_test_run_has_its_own_webhook_id() {
     assert_eq!(ids.len(), 2);
     assert_ne!(ids[0], ids[1]);
 }
+
+/// `ignore_own_writes` is on unless a workflow turns it off, and is shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignoring_own_writes_is_the_default_and_can_be_turned_off() {
+    let env = env().await;
+    let conn = env.connection().await;
+    let uri = format!("/connections/{conn}/workflows");
+    let (_, on) = env
+        .call("POST", &uri, Some(json!({"trigger": "customer.updated", "target": {"url": "https://hooks.example.com/a"}})))
+        .await;
+    assert_eq!(on["ignore_own_writes"], true, "{on}");
+    let (status, off) = env
+        .call("POST", &uri, Some(json!({"trigger": "customer.updated", "ignore_own_writes": false, "target": {"url": "https://hooks.example.com/b"}})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{off}");
+    assert_eq!(off["ignore_own_writes"], false);
+    let (status, bad) = env
+        .call("POST", &uri, Some(json!({"trigger": "customer.updated", "ignore_own_writes": "no", "target": {"url": "https://hooks.example.com/c"}})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad["error"]["param"], "ignore_own_writes");
+}

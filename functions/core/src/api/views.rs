@@ -150,6 +150,8 @@ pub struct WorkflowOut {
     pub target: Option<TargetOut>,
     pub steps: Vec<StepOut>,
     pub enabled: bool,
+    /// Whether events caused by its own Stripe writes are ignored.
+    pub ignore_own_writes: bool,
     pub created_at: i64,
     pub updated_at: i64,
     /// The target's signing secret (`whsec_…`): in the create answer only.
@@ -187,6 +189,7 @@ impl From<&Workflow> for WorkflowOut {
                 })
                 .collect(),
             enabled: w.enabled,
+            ignore_own_writes: w.ignore_own_writes,
             created_at: w.created_at,
             updated_at: w.updated_at,
             target_secret: None,

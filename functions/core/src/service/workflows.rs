@@ -33,6 +33,11 @@ pub struct NewWorkflow {
     #[serde(default = "yes")]
     #[schema(default = true)]
     pub enabled: bool,
+    /// Events caused by this workflow's own Stripe writes (recognised by
+    /// their idempotency key) do not start it again. `false` lets them.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    pub ignore_own_writes: bool,
 }
 
 fn yes() -> bool {
@@ -215,6 +220,7 @@ pub async fn create(
             })
             .collect(),
         enabled: body.enabled,
+        ignore_own_writes: body.ignore_own_writes,
         created_at: now,
         updated_at: now,
     };

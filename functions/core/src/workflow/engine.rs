@@ -72,7 +72,7 @@ impl<'a> Engine<'a> {
             .subscribed(event)
             .await?
             .into_iter()
-            .filter(|w| filter::matches(&w.filter, body))
+            .filter(|w| wants(w, body))
             .collect())
     }
 
@@ -112,9 +112,7 @@ impl<'a> Engine<'a> {
         let mut outcomes = Vec::new();
         // Read once for all of the event's new runs.
         let mut connection: Option<(Connection, ConnectionSecrets)> = None;
-        let matching = subscribed
-            .into_iter()
-            .filter(|w| filter::matches(&w.filter, &body));
+        let matching = subscribed.into_iter().filter(|w| wants(w, &body));
         for workflow in matching {
             // Created already claimed by this worker: the conditional create
             // is the claim, one write instead of two. Should this worker stop,
@@ -506,7 +504,7 @@ impl<'a> Engine<'a> {
         let url = crate::target::check_url(url, allow_private).map_err(|e| e.to_string())?;
         let msg_id = format!(
             "msg_{}",
-            &step_idempotency_key(&run.event_id, &run.run_key(), usize::MAX)[3..]
+            super::key_hash(&run.event_id, &run.run_key(), usize::MAX)
         );
         let timestamp = self.app.clock.now();
         let Ok(signature) = signing::sign(secret, &msg_id, timestamp, payload.as_bytes()) else {
@@ -608,4 +606,23 @@ fn bounded(value: Value, limit: usize) -> Value {
 fn already_deleted(action: &crate::catalog::Action, e: &actions::ActionError) -> bool {
     matches!(action.operation, "delete" | "cancel")
         && matches!(e, actions::ActionError::Stripe(s) if s.status() == Some(404))
+}
+
+/// Whether a subscribed workflow runs on this event: its filter holds, and
+/// the event is not the echo of the workflow's own Stripe write (its
+/// `request.idempotency_key` names the workflow), unless the workflow asked
+/// to see its own writes. Without this, a workflow that updates a customer
+/// on `customer.updated` would run forever.
+fn wants(workflow: &Workflow, body: &Value) -> bool {
+    if !filter::matches(&workflow.filter, body) {
+        return false;
+    }
+    let caused_by = body["request"]["idempotency_key"]
+        .as_str()
+        .and_then(super::workflow_of_key);
+    if workflow.ignore_own_writes && caused_by == Some(workflow.id.as_str()) {
+        tracing::info!(workflow = %workflow.id, event_id = body["id"].as_str().unwrap_or_default(), "event caused by the workflow's own write; not run again");
+        return false;
+    }
+    true
 }

@@ -123,6 +123,7 @@ impl Env {
                     })
                     .collect(),
                 enabled: true,
+                ignore_own_writes: true,
                 created_at: T,
                 updated_at: T,
             })
@@ -1033,4 +1034,96 @@ async fn one_unreadable_run_does_not_stop_a_scheduler_tick() {
         env.run("evt_bad", "wf_due").await.status,
         RunStatus::Pending
     );
+}
+
+/// A workflow that updates the customer on `customer.updated` makes Stripe
+/// send another `customer.updated`, carrying the step's idempotency key:
+/// that event does not start the workflow again (no loop), while another
+/// workflow on the same trigger still sees the change; a workflow that
+/// opts out (`ignore_own_writes: false`) does see its own write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflows_own_write_does_not_start_it_again() {
+    let env = env().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customers/cus_loop"))
+        .respond_with(ok(json!({"id": "cus_loop", "object": "customer"})))
+        .mount(&env.stripe)
+        .await;
+    env.workflow(
+        "wf_tagger",
+        "customer.updated",
+        None,
+        vec![(
+            "customers.update",
+            json!({"id": "{{event.data.object.id}}", "metadata": {"tagged": "yes"}}),
+        )],
+    )
+    .await;
+    env.workflow(
+        "wf_watcher",
+        "customer.updated",
+        None,
+        vec![("products.find", json!({"id": "prod_1"}))],
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/products/prod_1"))
+        .respond_with(ok(json!({"id": "prod_1"})))
+        .mount(&env.stripe)
+        .await;
+    let first = env
+        .event("evt_human", "customer.updated", json!({"id": "cus_loop"}))
+        .await;
+    assert_eq!(env.engine("w").fan_out(&first).await.unwrap().len(), 2);
+    let key = env
+        .stripe_calls()
+        .await
+        .into_iter()
+        .find(|(m, p, _)| m == "POST" && p == "/v1/customers/cus_loop")
+        .and_then(|(_, _, k)| k)
+        .unwrap();
+    assert!(key.starts_with("sc-wf_tagger-"), "{key}");
+
+    // Stripe's echo of that update.
+    let mut echo = env
+        .event("evt_echo", "customer.updated", json!({"id": "cus_loop"}))
+        .await;
+    let mut body: Value = serde_json::from_str(echo.body.as_deref().unwrap()).unwrap();
+    body["request"] = json!({"id": "req_1", "idempotency_key": key});
+    echo.body = Some(body.to_string());
+    let ran: Vec<String> = env
+        .engine("w")
+        .fan_out(&echo)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(w, _)| w)
+        .collect();
+    assert_eq!(
+        ran,
+        ["wf_watcher"],
+        "the tagger does not run on its own write"
+    );
+
+    // Opted out: it sees its own write.
+    let mut tagger = env
+        .store
+        .get_workflow(CONN, "wf_tagger")
+        .await
+        .unwrap()
+        .unwrap();
+    tagger.ignore_own_writes = false;
+    env.store.update_workflow(&tagger).await.unwrap();
+    let mut again = echo.clone();
+    again.event_id = "evt_echo2".into();
+    let mut ran: Vec<String> = env
+        .engine("w")
+        .fan_out(&again)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(w, _)| w)
+        .collect();
+    ran.sort();
+    assert_eq!(ran, ["wf_tagger", "wf_watcher"]);
 }
