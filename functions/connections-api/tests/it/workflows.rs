@@ -712,3 +712,40 @@ async fn ignoring_own_writes_is_the_default_and_can_be_turned_off() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(bad["error"]["param"], "ignore_own_writes");
 }
+
+/// Change filters: refused at creation naming the field when malformed or
+/// on a trigger without `previous_attributes`; their schema in the catalog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_filters_are_checked_at_creation_and_described_in_the_catalog() {
+    let env = env().await;
+    let conn = env.connection().await;
+    let uri = format!("/connections/{conn}/workflows");
+    let target = json!({"url": "https://hooks.example.com/s"});
+    for (trigger, filter) in [
+        (
+            "customer.subscription.updated",
+            json!({"changed": {"status": "past_due"}}),
+        ),
+        ("customer.subscription.updated", json!({"changed": []})),
+        (
+            "customer.subscription.created",
+            json!({"changed": ["status"]}),
+        ),
+    ] {
+        let (status, out) = env
+            .call(
+                "POST",
+                &uri,
+                Some(json!({"trigger": trigger, "filter": filter, "target": target})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
+        assert_eq!(out["error"]["param"], "filter.changed", "{out}");
+    }
+    let (status, out) = env
+        .call("POST", &uri, Some(json!({"trigger": "customer.subscription.updated", "filter": {"changed": {"status": {"to": "past_due"}}}, "target": target})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{out}");
+    let (_, catalog) = env.call("GET", "/catalog", None).await;
+    assert!(catalog["workflow_filter_schema"]["properties"]["changed"].is_object());
+}

@@ -196,6 +196,7 @@ pub fn to_json() -> Value {
             "description": a.description,
             "input_schema": schema(a),
         })).collect::<Vec<_>>(),
+        "workflow_filter_schema": crate::workflow::filter::schema(),
     })
 }
 
@@ -210,6 +211,11 @@ pub fn markdown() -> String {
             t.key, t.display_name, t.group
         ));
     }
+    out.push_str("\n## Workflow filters\n\nA workflow's `filter` (also in `GET /catalog` as `workflow_filter_schema`). All conditions must hold: `{\"event.data.object.status\": \"draft\"}` is equality, `{\"event.data.object.customer\": {\"exists\": true}}` presence. For `*.updated` triggers, `{\"changed\": [\"status\", \"metadata.plan\"]}` fires when any of those fields changed and `{\"changed\": {\"status\": {\"from\": \"active\", \"to\": \"past_due\"}}}` when each named field changed as given (`{}`: any change), read from Stripe's `data.previous_attributes`.\n\n```json\n");
+    out.push_str(
+        &serde_json::to_string_pretty(&crate::workflow::filter::schema()).unwrap_or_default(),
+    );
+    out.push_str("\n```\n");
     out.push_str(&format!("\n## Actions ({})\n\n`POST /connections/{{id}}/actions/{{group}}/{{operation}}` with the input as a JSON body.\n", ACTIONS.len()));
     for group in GROUPS {
         out.push_str(&format!("\n### {group}\n"));

@@ -22,7 +22,9 @@ const MAX_STEPS: usize = 10;
 pub struct NewWorkflow {
     /// A catalog trigger (`invoice.created`), or `*` for every one.
     pub trigger: String,
-    /// `{"event.path": value}` (equality) or `{"event.path": {"exists": bool}}`.
+    /// `{"event.path": value}` (equality) or `{"event.path": {"exists": bool}}`;
+    /// for `*.updated` triggers `{"changed": [fields]}` or
+    /// `{"changed": {field: {"to"?, "from"?}}}` (GET /catalog has the schema).
     #[serde(default)]
     #[schema(value_type = Object)]
     pub filter: Map<String, Value>,
@@ -107,7 +109,13 @@ fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<()> {
     if body.target.is_none() && body.steps.is_empty() {
         return Err(InvalidInput::at("steps", "a workflow needs a target, steps, or both").into());
     }
-    filter::check(&body.filter).map_err(|e| InvalidInput::at("filter", e.to_string()))?;
+    filter::check(&body.filter, &body.trigger).map_err(|e| {
+        let param = match e {
+            filter::FilterError::BadChanged(_) => "filter.changed",
+            _ => "filter",
+        };
+        InvalidInput::at(param, e.to_string())
+    })?;
     if let Some(target) = &body.target {
         crate::target::check_url(&target.url, allow_private_targets)
             .map_err(|e| InvalidInput::at("target.url", e.to_string()))?;

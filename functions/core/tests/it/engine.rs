@@ -1127,3 +1127,50 @@ async fn a_workflows_own_write_does_not_start_it_again() {
     ran.sort();
     assert_eq!(ran, ["wf_tagger", "wf_watcher"]);
 }
+
+/// A change filter lets through only the updates the workflow cares about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_filter_runs_only_on_the_change_it_names() {
+    let env = env().await;
+    env.workflow(
+        "wf_dunning",
+        "customer.subscription.updated",
+        None,
+        vec![("products.find", json!({"id": "prod_1"}))],
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/products/prod_1"))
+        .respond_with(ok(json!({"id": "prod_1"})))
+        .mount(&env.stripe)
+        .await;
+    let mut w = env
+        .store
+        .get_workflow(CONN, "wf_dunning")
+        .await
+        .unwrap()
+        .unwrap();
+    w.filter = json!({"changed": {"status": {"to": "past_due"}}})
+        .as_object()
+        .unwrap()
+        .clone();
+    env.store.update_workflow(&w).await.unwrap();
+    let mut outcomes = Vec::new();
+    for (id, previous) in [
+        ("evt_seats", json!({"quantity": 4})),
+        ("evt_dunning", json!({"status": "active"})),
+    ] {
+        let mut event = env
+            .event(
+                id,
+                "customer.subscription.updated",
+                json!({"id": "sub_1", "status": "past_due", "quantity": 5}),
+            )
+            .await;
+        let mut body: Value = serde_json::from_str(event.body.as_deref().unwrap()).unwrap();
+        body["data"]["previous_attributes"] = previous;
+        event.body = Some(body.to_string());
+        outcomes.push(env.engine("w").fan_out(&event).await.unwrap().len());
+    }
+    assert_eq!(outcomes, [0, 1], "only the status change runs it");
+}
