@@ -16,8 +16,13 @@ use crate::app::App;
 use crate::ids;
 use crate::model::{Connection, ConnectionSecrets};
 
-/// How long a lease lasts if its holder never gives it back.
-pub const LEASE_SECS: i64 = 30;
+/// How long a lease lasts if its holder never gives it back. It must
+/// outlast any request that can hold it, since a change keeps it across its
+/// Stripe calls (each up to `STRIPE_TIMEOUT_SECS` a try, with retries): in
+/// AWS connections-api stops at 29 s, but the dev server has no such cap.
+/// The cost of a long lease is only paid when a holder dies: changes of that
+/// one connection wait (then answer 503) until it runs out.
+pub const LEASE_SECS: i64 = 120;
 /// How long a request waits for the lease before answering 503.
 pub const WAIT: Duration = Duration::from_secs(20);
 
