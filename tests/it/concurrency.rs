@@ -316,3 +316,100 @@ async fn a_revoked_webhook_secret_stays_revoked_across_containers() {
         );
     }
 }
+
+/// Issue 14's guards on the AWS path: DynamoDB and Secrets Manager (moto)
+/// through the engine trigger-fanout runs. An older event for an object
+/// already acted on is skipped, the workflow's own write does not start it
+/// again, and steps read the object re-read from Stripe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stale_events_and_own_writes_on_the_aws_path() {
+    use connector_core::model::StoredEvent;
+    use connector_core::workflow::engine::{Engine, Outcome};
+    use connector_core::workflow::run::RunStatus;
+    let env = env().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/subscriptions/sub_9"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"id": "sub_9", "object": "subscription", "status": "past_due"}),
+            ),
+        )
+        .mount(&env.stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/subscriptions/sub_9"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "sub_9"})))
+        .mount(&env.stripe)
+        .await;
+    let conn = env
+        .connect(json!({"mode": "manual", "secret": "whsec_aws"}))
+        .await;
+    let app = &env.apps[0];
+    let (status, wf) = call(
+        app,
+        "POST",
+        &format!("/connections/{conn}/workflows"),
+        Some(json!({"trigger": "customer.subscription.updated", "fetch_latest": true, "skip_stale": true,
+                    "steps": [{"action": "subscriptions.update", "input": {"id": "{{event.data.object.id}}", "metadata": {"status_now": "{{current.status}}"}}}]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{wf}");
+    let wf_id = wf["id"].as_str().unwrap().to_string();
+    let event = |id: &str, created: i64, request: Value| {
+        StoredEvent {
+        connection_id: conn.clone(),
+        event_id: id.into(),
+        event_type: "customer.subscription.updated".into(),
+        created,
+        livemode: false,
+        api_version: None,
+        account: None,
+        body: Some(json!({"id": id, "type": "customer.subscription.updated", "created": created, "request": request,
+                          "data": {"object": {"id": "sub_9", "object": "subscription", "status": "active"}}}).to_string()),
+        body_omitted: false,
+        received_at: created,
+        expires_at: created + 86_400,
+    }
+    };
+    let engine = Engine::new(app, "aws-test");
+    let newer = event("evt_aws_newer", 2_000, Value::Null);
+    app.events.insert_event(&newer).await.unwrap();
+    assert_eq!(
+        engine.fan_out(&newer).await.unwrap()[0].1,
+        Outcome::Finished(RunStatus::Succeeded)
+    );
+    let run = app
+        .runs
+        .get_run(&conn, "evt_aws_newer", &wf_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        run.steps[0].input["metadata"]["status_now"], "past_due",
+        "read back from Stripe"
+    );
+    let key = connector_core::workflow::step_idempotency_key("evt_aws_newer", &wf_id, 0);
+
+    let older = event("evt_aws_older", 1_000, Value::Null);
+    app.events.insert_event(&older).await.unwrap();
+    engine.fan_out(&older).await.unwrap();
+    let run = app
+        .runs
+        .get_run(&conn, "evt_aws_older", &wf_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(run.skipped.unwrap_or_default().starts_with("stale"));
+    assert!(run.steps.is_empty());
+
+    let echo = event(
+        "evt_aws_echo",
+        2_000,
+        json!({"id": "req_1", "idempotency_key": key}),
+    );
+    app.events.insert_event(&echo).await.unwrap();
+    assert!(
+        engine.fan_out(&echo).await.unwrap().is_empty(),
+        "its own write does not start it"
+    );
+}

@@ -422,3 +422,138 @@ async fn a_localstripe_event_runs_its_workflow_once_and_changes_the_object() {
     assert_eq!(ours[0]["steps"][0]["input"]["id"], cus.as_str());
     assert_eq!(updated["metadata"]["run"], ours[0]["event_id"]);
 }
+
+/// Issue 14's guards through the dev server, end to end over HTTP: a
+/// workflow's own write does not start it again, an older event arriving
+/// after a newer one is skipped (`skip_stale`), and the target gets the
+/// current object (`fetch_latest`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_writes_and_stale_events_do_not_run_and_the_latest_state_is_delivered() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let dir = tempfile::tempdir().unwrap();
+    let stripe_mock = account_mock("acct_latest").await;
+    Mock::given(method("GET"))
+        .and(path("/v1/subscriptions/sub_1"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"id": "sub_1", "object": "subscription", "status": "canceled"}),
+            ),
+        )
+        .mount(&stripe_mock)
+        .await;
+    let target = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&target)
+        .await;
+    let server = start(dir.path().to_path_buf(), &stripe_mock.uri()).await;
+    let (_, conn) = server
+        .call(
+            Method::POST,
+            "/connections",
+            Some(json!({"name": "Latest", "api_key": "sk_test_latest123", "webhook": {"mode": "manual", "secret": SECRET}})),
+        )
+        .await;
+    let conn_id = conn["id"].as_str().unwrap().to_string();
+    let (status, wf) = server
+        .call(
+            Method::POST,
+            &format!("/connections/{conn_id}/workflows"),
+            Some(json!({"trigger": "customer.subscription.updated", "target": {"url": format!("{}/in", target.uri())},
+                        "fetch_latest": true, "skip_stale": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{wf}");
+    let wf_id = wf["id"].as_str().unwrap().to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let own_key = connector_core::workflow::step_idempotency_key("evt_x", &wf_id, 0);
+    let send = |id: String, created: i64, request: Value| {
+        let body = json!({"id": id, "object": "event", "type": "customer.subscription.updated", "created": created, "livemode": false,
+                          "request": request, "data": {"object": {"id": "sub_1", "object": "subscription", "status": "active"}}})
+            .to_string();
+        let signature = sign_header(body.as_bytes(), SECRET, now);
+        let server = &server;
+        let conn_id = conn_id.clone();
+        async move {
+            server
+                .post_webhook(&conn_id, body.as_bytes(), &signature)
+                .await
+        }
+    };
+    let newer = format!("evt_newer{}", unique());
+    let older = format!("evt_older{}", unique());
+    let echo = format!("evt_echo{}", unique());
+    assert_eq!(send(newer.clone(), now, Value::Null).await.0, 200);
+    // Wait for the newer one's run before the older one arrives.
+    let runs = |event: String| {
+        let server = &server;
+        let conn_id = conn_id.clone();
+        async move {
+            server
+                .call(
+                    Method::GET,
+                    &format!("/connections/{conn_id}/runs?event_id={event}"),
+                    None,
+                )
+                .await
+                .1["data"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        }
+    };
+    let finished = |r: &Vec<Value>| r.first().is_some_and(|r| r["status"] == "succeeded");
+    let mut done = false;
+    for _ in 0..100 {
+        if finished(&runs(newer.clone()).await) {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(done, "the newer event's run finished");
+    assert_eq!(send(older.clone(), now - 60, Value::Null).await.0, 200);
+    assert_eq!(
+        send(
+            echo.clone(),
+            now,
+            json!({"id": "req_1", "idempotency_key": own_key})
+        )
+        .await
+        .0,
+        200
+    );
+    let mut older_run = Vec::new();
+    for _ in 0..100 {
+        older_run = runs(older.clone()).await;
+        if finished(&older_run) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        older_run[0]["skipped"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("stale"),
+        "{older_run:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        runs(echo).await.is_empty(),
+        "its own write did not start it"
+    );
+    let delivered = target.received_requests().await.unwrap();
+    assert_eq!(
+        delivered.len(),
+        1,
+        "only the newer event reached the target"
+    );
+    let body: Value = serde_json::from_slice(&delivered[0].body).unwrap();
+    assert_eq!(body["current"]["status"], "canceled");
+    assert_eq!(body["event"]["id"], newer.as_str());
+}

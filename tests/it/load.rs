@@ -56,6 +56,8 @@ async fn set_up(app: &App, conn: &str, target: &str) {
                 steps: vec![],
                 enabled: true,
                 ignore_own_writes: true,
+                fetch_latest: false,
+                skip_stale: false,
                 created_at: i as i64,
                 updated_at: i as i64,
             })

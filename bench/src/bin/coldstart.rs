@@ -285,6 +285,8 @@ async fn seed(stub_url: &str) {
             steps: vec![],
             enabled: true,
             ignore_own_writes: true,
+            fetch_latest: false,
+            skip_stale: false,
             created_at: 0,
             updated_at: 0,
         })

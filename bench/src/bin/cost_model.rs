@@ -150,6 +150,8 @@ async fn main() {
             steps: vec![],
             enabled: true,
             ignore_own_writes: true,
+            fetch_latest: false,
+            skip_stale: false,
             created_at: 0,
             updated_at: 0,
         })

@@ -265,12 +265,56 @@ pub fn workflow(conn: &str, id: &str, created_at: i64) -> Workflow {
         }],
         enabled: true,
         ignore_own_writes: true,
+        fetch_latest: false,
+        skip_stale: false,
         created_at,
         updated_at: created_at,
     }
 }
 
 pub async fn workflows_and_runs<S: WorkflowStore + RunStore + 'static>(store: Arc<S>) {
+    // Object clocks: forward in time only; the same second is not stale.
+    let oc = crate::ids::new_id("conn_");
+    assert!(
+        store
+            .advance_object(&oc, "wf_a", "sub_1", 100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .advance_object(&oc, "wf_a", "sub_1", 100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .advance_object(&oc, "wf_a", "sub_1", 150)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .advance_object(&oc, "wf_a", "sub_1", 120)
+            .await
+            .unwrap(),
+        "older than one acted on"
+    );
+    assert!(
+        store
+            .advance_object(&oc, "wf_b", "sub_1", 120)
+            .await
+            .unwrap(),
+        "per workflow"
+    );
+    assert!(
+        store
+            .advance_object(&oc, "wf_a", "sub_2", 120)
+            .await
+            .unwrap(),
+        "per object"
+    );
+
     let run_id = crate::ids::new_id("");
     let conn = format!("conn_w{run_id}");
     let other = format!("conn_o{run_id}");

@@ -178,6 +178,14 @@ pub struct Workflow {
     /// again (default); `false` lets them.
     #[serde(default = "yes")]
     pub ignore_own_writes: bool,
+    /// Re-read the event's object from Stripe before delivering and running
+    /// steps; the delivery carries `{"event", "current"}`.
+    #[serde(default)]
+    pub fetch_latest: bool,
+    /// Skip an event older than one this workflow already acted on for the
+    /// same object (Stripe does not order events).
+    #[serde(default)]
+    pub skip_stale: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -260,6 +268,8 @@ mod secret_tests {
             steps: vec![],
             enabled: true,
             ignore_own_writes: true,
+            fetch_latest: false,
+            skip_stale: false,
             created_at: 1,
             updated_at: 1,
         };

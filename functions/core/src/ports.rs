@@ -229,6 +229,17 @@ pub trait RunStore: Send + Sync {
     /// Runs whose next attempt (or expired lease) is at or before `now`,
     /// across connections, soonest first; read from an index, never a scan.
     async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError>;
+    /// Records that `workflow_id` acts on `object_id` as of an event created
+    /// at `created`, unless it already acted on a newer event of that object
+    /// (`false`: this one is stale). Events created in the same second are
+    /// not ordered by Stripe, so an equal time is not stale.
+    async fn advance_object(
+        &self,
+        connection_id: &str,
+        workflow_id: &str,
+        object_id: &str,
+        created: i64,
+    ) -> Result<bool, StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -65,6 +65,12 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
          id TEXT PRIMARY KEY,
          created_at INTEGER NOT NULL,
          record TEXT NOT NULL);
+     CREATE TABLE IF NOT EXISTS object_clocks (
+         connection_id TEXT NOT NULL,
+         workflow_id TEXT NOT NULL,
+         object_id TEXT NOT NULL,
+         created INTEGER NOT NULL,
+         PRIMARY KEY (connection_id, workflow_id, object_id));
      CREATE TABLE IF NOT EXISTS connection_leases (
          id TEXT PRIMARY KEY,
          owner TEXT NOT NULL,
@@ -638,6 +644,33 @@ impl RunStore for SqliteStore {
         let more = runs.len() > MAX_RUNS_SCANNED;
         runs.truncate(MAX_RUNS_SCANNED);
         Ok(connector_core::ports::page_runs(runs, query, more))
+    }
+
+    async fn advance_object(
+        &self,
+        connection_id: &str,
+        workflow_id: &str,
+        object_id: &str,
+        created: i64,
+    ) -> Result<bool, StoreError> {
+        let (c, w, o) = (
+            connection_id.to_string(),
+            workflow_id.to_string(),
+            object_id.to_string(),
+        );
+        self.write(move |db| {
+            let n = db
+                .execute(
+                    "INSERT INTO object_clocks (connection_id, workflow_id, object_id, created) \
+                     VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT(connection_id, workflow_id, object_id) DO UPDATE \
+                     SET created = excluded.created WHERE object_clocks.created <= excluded.created",
+                    params![c, w, o, created],
+                )
+                .map_err(unavailable)?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError> {

@@ -82,6 +82,8 @@ async fn a_tick_retries_what_is_due() {
             }],
             enabled: true,
             ignore_own_writes: true,
+            fetch_latest: false,
+            skip_stale: false,
             created_at: 0,
             updated_at: 0,
         })

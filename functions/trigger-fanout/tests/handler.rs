@@ -93,6 +93,8 @@ async fn app(stripe_base: &str) -> (App, Arc<MemoryStore>) {
             }],
             enabled: true,
             ignore_own_writes: true,
+            fetch_latest: false,
+            skip_stale: false,
             created_at: T,
             updated_at: T,
         })

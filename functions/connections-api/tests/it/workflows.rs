@@ -749,3 +749,37 @@ async fn change_filters_are_checked_at_creation_and_described_in_the_catalog() {
     let (_, catalog) = env.call("GET", "/catalog", None).await;
     assert!(catalog["workflow_filter_schema"]["properties"]["changed"].is_object());
 }
+
+/// `fetch_latest` and `skip_stale` are off unless asked for and shown; a
+/// template reading `{{current.…}}` needs `fetch_latest`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_state_options_are_checked_and_shown() {
+    let env = env().await;
+    let conn = env.connection().await;
+    let uri = format!("/connections/{conn}/workflows");
+    let step = json!([{"action": "customers.update", "input": {"id": "{{event.data.object.id}}", "metadata": {"seen": "{{current.id}}"}}}]);
+    let (status, out) = env
+        .call(
+            "POST",
+            &uri,
+            Some(json!({"trigger": "customer.updated", "steps": step})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
+    assert_eq!(out["error"]["param"], "steps[0].input");
+    let (status, out) = env
+        .call("POST", &uri, Some(json!({"trigger": "customer.updated", "steps": step, "fetch_latest": true, "skip_stale": true})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{out}");
+    assert_eq!(
+        (&out["fetch_latest"], &out["skip_stale"]),
+        (&json!(true), &json!(true))
+    );
+    let (_, plain) = env
+        .call("POST", &uri, Some(json!({"trigger": "customer.updated", "target": {"url": "https://hooks.example.com/p"}})))
+        .await;
+    assert_eq!(
+        (&plain["fetch_latest"], &plain["skip_stale"]),
+        (&json!(false), &json!(false))
+    );
+}

@@ -728,6 +728,32 @@ impl RunStore for DynamoStore {
         Ok(page_runs(scanned, query, more))
     }
 
+    /// A small item per (workflow, object), written only forward in time.
+    async fn advance_object(
+        &self,
+        connection_id: &str,
+        workflow_id: &str,
+        object_id: &str,
+        created: i64,
+    ) -> Result<bool, StoreError> {
+        let item = HashMap::from([
+            ("pk".into(), s(conn_pk(connection_id))),
+            ("sk".into(), s(format!("OBJ#{workflow_id}#{object_id}"))),
+            ("created".into(), n(created)),
+            // Kept as long as the runs that read it.
+            (
+                "expires_at".into(),
+                n(created + crate::service::ingest::EVENT_RETENTION_SECS),
+            ),
+        ]);
+        self.conditional_put(
+            item,
+            "attribute_not_exists(pk) OR created <= :created",
+            Some((":created", n(created))),
+        )
+        .await
+    }
+
     async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError> {
         let page = self
             .client

@@ -18,6 +18,8 @@ pub struct MemoryStore {
     connections: Mutex<BTreeMap<String, Connection>>,
     /// Connection leases: id → (owner, until).
     locks: Mutex<BTreeMap<String, (String, i64)>>,
+    /// (connection, workflow, object) → newest event time acted on.
+    object_clocks: Mutex<BTreeMap<(String, String, String), i64>>,
     events: Mutex<BTreeMap<(String, String), StoredEvent>>,
     workflows: Mutex<BTreeMap<(String, String), Workflow>>,
     runs: Mutex<BTreeMap<(String, String, String), Run>>,
@@ -241,6 +243,28 @@ impl RunStore for MemoryStore {
         due.sort_by_key(|r| (r.due_at(), r.created_at));
         due.truncate(limit);
         Ok(due)
+    }
+
+    async fn advance_object(
+        &self,
+        connection_id: &str,
+        workflow_id: &str,
+        object_id: &str,
+        created: i64,
+    ) -> Result<bool, StoreError> {
+        let mut clocks = lock(&self.object_clocks);
+        let key = (
+            connection_id.to_string(),
+            workflow_id.to_string(),
+            object_id.to_string(),
+        );
+        match clocks.get(&key) {
+            Some(newest) if *newest > created => Ok(false),
+            _ => {
+                clocks.insert(key, created);
+                Ok(true)
+            }
+        }
     }
 }
 

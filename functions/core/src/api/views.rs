@@ -152,6 +152,10 @@ pub struct WorkflowOut {
     pub enabled: bool,
     /// Whether events caused by its own Stripe writes are ignored.
     pub ignore_own_writes: bool,
+    /// Whether the object is re-read from Stripe before each run.
+    pub fetch_latest: bool,
+    /// Whether events older than one already handled for the object are skipped.
+    pub skip_stale: bool,
     pub created_at: i64,
     pub updated_at: i64,
     /// The target's signing secret (`whsec_…`): in the create answer only.
@@ -190,6 +194,8 @@ impl From<&Workflow> for WorkflowOut {
                 .collect(),
             enabled: w.enabled,
             ignore_own_writes: w.ignore_own_writes,
+            fetch_latest: w.fetch_latest,
+            skip_stale: w.skip_stale,
             created_at: w.created_at,
             updated_at: w.updated_at,
             target_secret: None,
@@ -249,6 +255,9 @@ pub struct RunOut {
     pub last_error: Option<String>,
     pub next_attempt_at: Option<i64>,
     pub delivered: bool,
+    /// Why the run did nothing (a stale event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     pub steps: Vec<StepRecord>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -266,6 +275,7 @@ impl From<&Run> for RunOut {
             last_error: r.last_error.clone(),
             next_attempt_at: r.next_attempt_at,
             delivered: r.delivered,
+            skipped: r.skipped.clone(),
             steps: r.steps.clone(),
             created_at: r.created_at,
             updated_at: r.updated_at,

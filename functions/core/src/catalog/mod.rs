@@ -235,9 +235,47 @@ pub fn markdown() -> String {
     out
 }
 
+/// Where an event's object is read back: the API path of a Stripe object of
+/// this type, for the types the triggers carry. `None` for another type or
+/// an id that could not go into a path.
+pub fn object_path(object_type: &str, id: &str) -> Option<String> {
+    let collection = match object_type {
+        "customer" => "customers",
+        "product" => "products",
+        "price" => "prices",
+        "subscription" => "subscriptions",
+        "invoice" => "invoices",
+        "payment_intent" => "payment_intents",
+        "coupon" => "coupons",
+        _ => return None,
+    };
+    let safe = !id.is_empty()
+        && id.len() <= 255
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    safe.then(|| format!("/v1/{collection}/{id}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_are_read_back_from_their_own_path_only() {
+        assert_eq!(
+            object_path("customer", "cus_1").as_deref(),
+            Some("/v1/customers/cus_1")
+        );
+        assert_eq!(
+            object_path("subscription", "sub_1").as_deref(),
+            Some("/v1/subscriptions/sub_1")
+        );
+        assert_eq!(object_path("charge", "ch_1"), None);
+        for bad in ["", "cus_1/../x", "cus 1", "cus_1?x=1"] {
+            assert_eq!(object_path("customer", bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn every_trigger_has_a_sample_of_its_object() {

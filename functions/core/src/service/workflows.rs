@@ -40,6 +40,15 @@ pub struct NewWorkflow {
     #[serde(default = "yes")]
     #[schema(default = true)]
     pub ignore_own_writes: bool,
+    /// Re-read the event's object from Stripe before delivering and running
+    /// steps: the delivery is `{"event", "current"}` and templates read
+    /// `{{current.…}}`.
+    #[serde(default)]
+    pub fetch_latest: bool,
+    /// Skip an event older than one this workflow already acted on for the
+    /// same object (the run succeeds with `skipped` saying why).
+    #[serde(default)]
+    pub skip_stale: bool,
 }
 
 fn yes() -> bool {
@@ -142,6 +151,13 @@ fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<()> {
         let paths = template::paths(&step.input)
             .map_err(|e| InvalidInput::at(format!("{param}.input"), e.to_string()))?;
         for path in &paths {
+            if path.starts_with("current") && !body.fetch_latest {
+                return Err(InvalidInput::at(
+                    format!("{param}.input"),
+                    format!("{{{{{path}}}}} reads the object re-read from Stripe: set \"fetch_latest\": true"),
+                )
+                .into());
+            }
             if let Some(n) = path
                 .strip_prefix("steps.")
                 .and_then(|r| r.split('.').next())
@@ -156,7 +172,8 @@ fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<()> {
                 }
             }
         }
-        let context = json!({"event": sample, "steps": results});
+        let context =
+            json!({"event": sample, "current": sample["data"]["object"], "steps": results});
         // With `*` the event's shape is not known in advance: a path the
         // sample lacks reads as null, so the input is still filled (and its
         // size bounded), but only validated when nothing was missing.
@@ -229,6 +246,8 @@ pub async fn create(
             .collect(),
         enabled: body.enabled,
         ignore_own_writes: body.ignore_own_writes,
+        fetch_latest: body.fetch_latest,
+        skip_stale: body.skip_stale,
         created_at: now,
         updated_at: now,
     };

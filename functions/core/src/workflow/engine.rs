@@ -266,14 +266,42 @@ impl<'a> Engine<'a> {
             None => self.load(run).await?,
         };
 
+        let transient = |m: String| Some(Failure::Transient(m));
+        // Stripe does not order events: one older than an event this
+        // workflow already acted on for the same object is skipped.
+        if workflow.skip_stale {
+            if let Some(object_id) = body["data"]["object"]["id"].as_str() {
+                let current = self
+                    .app
+                    .runs
+                    .advance_object(&run.connection_id, &workflow.id, object_id, event.created)
+                    .await
+                    .map_err(|e| transient(format!("could not check the event's order: {e}")))?;
+                if !current {
+                    run.skipped = Some(format!(
+                        "stale: a newer event for {object_id} was already handled by this workflow"
+                    ));
+                    return Ok(());
+                }
+            }
+        }
+        let stripe = self.app.stripe(&secrets.api_key, &connection.api_version);
+        // The object as it is now, when the workflow asks for it.
+        let current = if workflow.fetch_latest {
+            Some(self.current_object(&stripe, &body).await.map_err(Some)?)
+        } else {
+            None
+        };
+
         if let (Some(target), false) = (&workflow.target, run.delivered) {
             let secret = target_secret(target, &workflow.id, &secrets)
                 .ok_or_else(|| perm("the target has no signing secret".into()))?;
             // The event as Stripe sent it: fetched back from Stripe when it
             // was too large to store, never a stub.
-            let payload = match &event.body {
-                Some(stored) => stored.clone(),
-                None => body.to_string(),
+            let payload = match (&current, &event.body) {
+                (Some(current), _) => json!({"event": body, "current": current}).to_string(),
+                (None, Some(stored)) => stored.clone(),
+                (None, None) => body.to_string(),
             };
             let status = self
                 .deliver(&target.url, secret, run, payload)
@@ -295,9 +323,8 @@ impl<'a> Engine<'a> {
             }
         }
 
-        let stripe = self.app.stripe(&secrets.api_key, &connection.api_version);
         for (index, step) in workflow.steps.iter().enumerate().skip(run.steps.len()) {
-            let context = json!({"event": body, "steps": run.steps.iter().map(|s| s.result.clone()).collect::<Vec<_>>()});
+            let context = json!({"event": body, "current": current, "steps": run.steps.iter().map(|s| s.result.clone()).collect::<Vec<_>>()});
             let input = template::render(&step.input, &context)
                 .map_err(|e| perm(format!("step {index}: {e}")))?;
             let action = catalog::action_by_key(&step.action)
@@ -531,6 +558,28 @@ impl<'a> Engine<'a> {
                 tracing::warn!(workflow = %run.workflow_id, error = %e.without_url(), "target unreachable");
                 Ok(None)
             }
+        }
+    }
+
+    /// The event's object as Stripe has it now (`null` once deleted).
+    async fn current_object(
+        &self,
+        stripe: &crate::stripe::StripeClient,
+        body: &Value,
+    ) -> Result<Value, Failure> {
+        let object = &body["data"]["object"];
+        let path = crate::catalog::object_path(
+            object["object"].as_str().unwrap_or_default(),
+            object["id"].as_str().unwrap_or_default(),
+        )
+        .ok_or_else(|| {
+            Failure::Permanent("fetch_latest: this event's object cannot be read back".into())
+        })?;
+        match stripe.get(&path, &json!({})).await {
+            Ok(current) => Ok(current),
+            Err(e) if e.status() == Some(404) => Ok(Value::Null),
+            Err(e) if e.is_transient() => Err(Failure::Transient(format!("fetch_latest: {e}"))),
+            Err(e) => Err(Failure::Permanent(format!("fetch_latest: {e}"))),
         }
     }
 

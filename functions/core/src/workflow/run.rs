@@ -43,6 +43,9 @@ pub struct Run {
     pub lease_until: Option<i64>,
     /// The target answered 2xx.
     pub delivered: bool,
+    /// Why the run did nothing and succeeded (a stale event, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     pub steps: Vec<StepRecord>,
     /// Bumped by every transition; stores write on the version they read.
     pub version: u64,
@@ -125,6 +128,7 @@ impl Run {
             lease_owner: None,
             lease_until: None,
             delivered: false,
+            skipped: None,
             steps: Vec::new(),
             version: 0,
             created_at: now,

@@ -9,7 +9,7 @@ use serde_json::Value;
 pub enum TemplateError {
     #[error("unclosed template in {0:?}")]
     Unclosed(String),
-    #[error("template {{{{{0}}}}} must start with event. or steps.N.")]
+    #[error("template {{{{{0}}}}} must start with event., current. or steps.N.")]
     BadRoot(String),
     #[error("template {{{{{0}}}}} has an empty or invalid segment")]
     BadPath(String),
@@ -64,7 +64,8 @@ fn scan(s: &str) -> Result<Vec<String>, TemplateError> {
 fn check_path(path: &str) -> Result<(), TemplateError> {
     let mut segments = path.split('.');
     match (segments.next(), path.starts_with("steps.")) {
-        (Some("event"), _) => {}
+        // `current` is the object re-read from Stripe (`fetch_latest`).
+        (Some("event" | "current"), _) => {}
         (Some("steps"), true) => {
             let n = segments.next().unwrap_or_default();
             if n.parse::<usize>().is_err() {

@@ -124,6 +124,8 @@ impl Env {
                     .collect(),
                 enabled: true,
                 ignore_own_writes: true,
+                fetch_latest: false,
+                skip_stale: false,
                 created_at: T,
                 updated_at: T,
             })
@@ -991,6 +993,9 @@ impl RunStore for OneRunUnreadable {
     async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError> {
         self.inner.due_runs(now, limit).await
     }
+    async fn advance_object(&self, c: &str, w: &str, o: &str, t: i64) -> Result<bool, StoreError> {
+        self.inner.advance_object(c, w, o, t).await
+    }
 }
 
 /// One run the store fails on does not hold up the other due runs of the
@@ -1173,4 +1178,131 @@ async fn a_change_filter_runs_only_on_the_change_it_names() {
         outcomes.push(env.engine("w").fan_out(&event).await.unwrap().len());
     }
     assert_eq!(outcomes, [0, 1], "only the status change runs it");
+}
+
+/// With `fetch_latest`, the object is read back from Stripe first: the
+/// target gets `{"event", "current"}` and steps read `{{current.…}}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_latest_delivers_and_uses_the_current_object() {
+    let env = env().await;
+    let now = json!({"id": "cus_1", "object": "customer", "email": "new@example.com"});
+    Mock::given(method("GET"))
+        .and(path("/v1/customers/cus_1"))
+        .respond_with(ok(now.clone()))
+        .mount(&env.stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customers/cus_1"))
+        .respond_with(ok(json!({"id": "cus_1"})))
+        .mount(&env.stripe)
+        .await;
+    let target = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&target)
+        .await;
+    env.workflow(
+        "wf_target",
+        "customer.updated",
+        Some(format!("{}/hooks", target.uri())),
+        vec![(
+            "customers.update",
+            json!({"id": "{{event.data.object.id}}", "metadata": {"email_now": "{{current.email}}"}}),
+        )],
+    )
+    .await;
+    let mut w = env
+        .store
+        .get_workflow(CONN, "wf_target")
+        .await
+        .unwrap()
+        .unwrap();
+    w.fetch_latest = true;
+    env.store.update_workflow(&w).await.unwrap();
+    let event = env
+        .event(
+            "evt_old",
+            "customer.updated",
+            json!({"id": "cus_1", "object": "customer", "email": "old@example.com"}),
+        )
+        .await;
+    let outcome = env.engine("w").fan_out(&event).await.unwrap()[0].1.clone();
+    let run = env.run("evt_old", "wf_target").await;
+    assert_eq!(
+        outcome,
+        Outcome::Finished(RunStatus::Succeeded),
+        "{:?}",
+        run.last_error
+    );
+    let delivered: Value =
+        serde_json::from_slice(&target.received_requests().await.unwrap()[0].body).unwrap();
+    assert_eq!(delivered["current"], now);
+    assert_eq!(delivered["event"]["id"], "evt_old");
+    let run = env.run("evt_old", "wf_target").await;
+    assert_eq!(
+        run.steps[0].input["metadata"]["email_now"],
+        "new@example.com"
+    );
+}
+
+/// With `skip_stale`, an event older than one the workflow already acted
+/// on for the same object is skipped, and the run says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_stale_skips_an_older_event_that_arrives_later() {
+    let env = env().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/subscriptions/sub_1"))
+        .respond_with(ok(json!({"id": "sub_1"})))
+        .mount(&env.stripe)
+        .await;
+    env.workflow(
+        "wf_sync",
+        "customer.subscription.updated",
+        None,
+        vec![(
+            "subscriptions.update",
+            json!({"id": "{{event.data.object.id}}", "metadata": {"status": "{{event.data.object.status}}"}}),
+        )],
+    )
+    .await;
+    let mut w = env
+        .store
+        .get_workflow(CONN, "wf_sync")
+        .await
+        .unwrap()
+        .unwrap();
+    w.skip_stale = true;
+    env.store.update_workflow(&w).await.unwrap();
+    let mut newer = env
+        .event(
+            "evt_newer",
+            "customer.subscription.updated",
+            json!({"id": "sub_1", "status": "past_due"}),
+        )
+        .await;
+    newer.created = T + 60;
+    let older = env
+        .event(
+            "evt_older",
+            "customer.subscription.updated",
+            json!({"id": "sub_1", "status": "active"}),
+        )
+        .await;
+    env.engine("w").fan_out(&newer).await.unwrap();
+    assert_eq!(env.stripe_calls().await.len(), 1);
+    assert_eq!(
+        env.engine("w").fan_out(&older).await.unwrap()[0].1,
+        Outcome::Finished(RunStatus::Succeeded)
+    );
+    let run = env.run("evt_older", "wf_sync").await;
+    assert!(
+        run.skipped.unwrap().starts_with("stale"),
+        "the run says why"
+    );
+    assert!(run.steps.is_empty());
+    assert_eq!(
+        env.stripe_calls().await.len(),
+        1,
+        "nothing sent for the stale event"
+    );
 }
