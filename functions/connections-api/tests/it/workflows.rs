@@ -748,6 +748,12 @@ async fn change_filters_are_checked_at_creation_and_described_in_the_catalog() {
     assert_eq!(status, StatusCode::CREATED, "{out}");
     let (_, catalog) = env.call("GET", "/catalog", None).await;
     assert!(catalog["workflow_filter_schema"]["properties"]["changed"].is_object());
+    for option in ["ignore_own_writes", "fetch_latest", "skip_stale"] {
+        assert!(
+            catalog["workflow_options"][option]["description"].is_string(),
+            "{option}"
+        );
+    }
 }
 
 /// `fetch_latest` and `skip_stale` are off unless asked for and shown; a

@@ -197,6 +197,16 @@ pub fn to_json() -> Value {
             "input_schema": schema(a),
         })).collect::<Vec<_>>(),
         "workflow_filter_schema": crate::workflow::filter::schema(),
+        "workflow_options": workflow_options(),
+    })
+}
+
+/// A workflow's switches against misfires, as the catalog describes them.
+pub fn workflow_options() -> Value {
+    json!({
+        "ignore_own_writes": {"type": "boolean", "default": true, "description": "Events caused by this workflow's own Stripe writes (their request.idempotency_key names it) do not start it again."},
+        "fetch_latest": {"type": "boolean", "default": false, "description": "Re-read the event's object from Stripe before delivering and running steps; the delivery is {\"event\", \"current\"} and templates read {{current.…}}."},
+        "skip_stale": {"type": "boolean", "default": false, "description": "Skip an event older than one this workflow already acted on for the same object; the run succeeds with skipped saying why."},
     })
 }
 
@@ -215,7 +225,16 @@ pub fn markdown() -> String {
     out.push_str(
         &serde_json::to_string_pretty(&crate::workflow::filter::schema()).unwrap_or_default(),
     );
-    out.push_str("\n```\n");
+    out.push_str("\n```\n\n## Workflow options\n\n| option | default | does |\n|---|---|---|\n");
+    if let Value::Object(options) = workflow_options() {
+        for (name, option) in options {
+            out.push_str(&format!(
+                "| `{name}` | `{}` | {} |\n",
+                option["default"],
+                option["description"].as_str().unwrap_or_default()
+            ));
+        }
+    }
     out.push_str(&format!("\n## Actions ({})\n\n`POST /connections/{{id}}/actions/{{group}}/{{operation}}` with the input as a JSON body.\n", ACTIONS.len()));
     for group in GROUPS {
         out.push_str(&format!("\n### {group}\n"));
