@@ -5,7 +5,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::lock::{Locked, lock};
+use super::lock::{Locked, with_lock};
 use super::{Error, Result, endpoint, load};
 use crate::app::App;
 use crate::catalog::{self, InvalidInput};
@@ -241,10 +241,10 @@ pub async fn list(app: &App) -> Result<Vec<Connection>> {
 /// record: a failure between the two leaves a record that a retried
 /// delete removes, never a key that no API can reach.
 pub async fn delete(app: &App, id: &ConnectionId, force: bool) -> Result<bool> {
-    let locked = lock(app, id).await?;
-    let result = delete_locked(app, &locked, force).await;
-    locked.release().await;
-    result
+    with_lock(app, id, async |locked| {
+        delete_locked(app, locked, force).await
+    })
+    .await
 }
 
 async fn delete_locked(app: &App, locked: &Locked<'_>, force: bool) -> Result<bool> {
@@ -294,18 +294,15 @@ pub async fn rotate_key(app: &App, id: &ConnectionId, body: NewApiKey) -> Result
             stripe: None,
         });
     }
-    let mut locked = lock(app, id).await?;
-    let result = async {
+    with_lock(app, id, async |locked| {
         let mut secrets = locked.secrets()?.clone();
         secrets.api_key = api_key;
         locked.save_secrets(secrets).await?;
         locked.save().await?;
         tracing::info!(connection = %id, "api key rotated");
-        Ok(view(&locked))
-    }
-    .await;
-    locked.release().await;
-    result
+        Ok(view(locked))
+    })
+    .await
 }
 
 /// Adds a webhook secret first in line; the previous ones keep verifying
@@ -316,8 +313,7 @@ pub async fn set_webhook_secret(
     body: NewWebhookSecret,
 ) -> Result<ConnectionView> {
     let secret = check_webhook_secret(&body.secret, "secret")?;
-    let mut locked = lock(app, id).await?;
-    let result = async {
+    with_lock(app, id, async |locked| {
         let mut secrets = locked.secrets()?.clone();
         let mut list = vec![secret.clone()];
         if body.keep_previous {
@@ -333,11 +329,9 @@ pub async fn set_webhook_secret(
         secrets.webhook_secrets = list;
         locked.save_secrets(secrets).await?;
         tracing::info!(connection = %id, active = locked.secrets()?.webhook_secrets.len(), "webhook secrets changed");
-        Ok(view(&locked))
-    }
-    .await;
-    locked.release().await;
-    result
+        Ok(view(locked))
+    })
+    .await
 }
 
 /// Sets the events stored even without a workflow; the managed endpoint
@@ -361,18 +355,15 @@ pub async fn set_triggers(
     }
     triggers.sort();
     triggers.dedup();
-    let mut locked = lock(app, id).await?;
-    let result = async {
+    with_lock(app, id, async |locked| {
         locked.connection.triggers = triggers;
         if locked.connection.webhook_mode == WebhookMode::Managed {
-            endpoint::sync(app, &mut locked, base_url).await?;
+            endpoint::sync(app, locked, base_url).await?;
         }
         locked.save().await?;
-        Ok(view(&locked))
-    }
-    .await;
-    locked.release().await;
-    result
+        Ok(view(locked))
+    })
+    .await
 }
 
 fn view(locked: &Locked<'_>) -> ConnectionView {

@@ -4,7 +4,7 @@
 use secrecy::SecretString;
 use serde_json::json;
 
-use super::lock::{Locked, lock};
+use super::lock::{Locked, with_lock};
 use super::{Error, Result};
 use crate::app::App;
 use crate::catalog;
@@ -26,17 +26,14 @@ pub async fn delete(stripe: &StripeClient, endpoint: &str) -> Result<bool, Strip
 /// After a workflow changed: under the connection's lease, a managed
 /// endpoint follows and the connection record keeps its id.
 pub async fn resync(app: &App, connection_id: &str, base_url: &str) -> Result<()> {
-    let mut locked = lock(app, connection_id).await?;
-    let result = async {
+    with_lock(app, connection_id, async |locked| {
         if locked.connection.webhook_mode == WebhookMode::Managed {
-            sync(app, &mut locked, base_url).await?;
+            sync(app, locked, base_url).await?;
             locked.save().await?;
         }
         Ok(())
-    }
-    .await;
-    locked.release().await;
-    result
+    })
+    .await
 }
 
 /// Keeps the connection's ONE Stripe endpoint equal to what it needs: none

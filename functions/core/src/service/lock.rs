@@ -35,7 +35,7 @@ pub struct Locked<'a> {
 }
 
 /// Waits for the connection's lease (up to [`WAIT`]), then reads it fresh.
-pub async fn lock<'a>(app: &'a App, id: &str) -> Result<Locked<'a>> {
+async fn lock<'a>(app: &'a App, id: &str) -> Result<Locked<'a>> {
     let owner = ids::new_id("lease_");
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(5);
@@ -77,6 +77,19 @@ pub async fn lock<'a>(app: &'a App, id: &str) -> Result<Locked<'a>> {
         }
     };
     Ok(locked)
+}
+
+/// Runs `change` under the connection's lease, on state read fresh, and
+/// gives the lease back whatever `change` answered.
+pub async fn with_lock<T>(
+    app: &App,
+    id: &str,
+    change: impl AsyncFnOnce(&mut Locked<'_>) -> Result<T>,
+) -> Result<T> {
+    let mut locked = lock(app, id).await?;
+    let result = change(&mut locked).await;
+    locked.release().await;
+    result
 }
 
 impl Locked<'_> {

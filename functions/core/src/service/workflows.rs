@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::lock::lock;
+use super::lock::with_lock;
 use super::{Error, Result, endpoint};
 use crate::app::App;
 use crate::catalog::{self, InvalidInput};
@@ -288,8 +288,7 @@ pub async fn delete(
 ) -> Result<()> {
     get(app, conn, wid).await?;
     app.workflows.delete_workflow(conn, wid).await?;
-    let mut locked = lock(app, conn).await?;
-    let result = async {
+    with_lock(app, conn, async |locked| {
         if let Some(secrets) = locked.secrets.clone() {
             if secrets.target_secrets.contains_key(wid.as_str()) {
                 let mut kept = secrets;
@@ -298,14 +297,12 @@ pub async fn delete(
             }
         }
         if locked.connection.webhook_mode == WebhookMode::Managed {
-            endpoint::sync(app, &mut locked, base_url).await?;
+            endpoint::sync(app, locked, base_url).await?;
             locked.save().await?;
         }
         Ok(())
-    }
-    .await;
-    locked.release().await;
-    result
+    })
+    .await
 }
 
 /// Runs the workflow once now on a stored event or the trigger's sample;
