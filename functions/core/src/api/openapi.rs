@@ -120,17 +120,9 @@ impl Modify for StoreErrors {
             {
                 op.responses.responses.insert(
                     "503".into(),
-                    utoipa::openapi::RefOr::T(
-                        ResponseBuilder::new()
-                            .description("the store or the secret store failed; try again")
-                            .content(
-                                "application/json",
-                                ContentBuilder::new()
-                                    .schema(Some(Ref::from_schema_name("ErrorBody")))
-                                    .build(),
-                            )
-                            .build(),
-                    ),
+                    utoipa::openapi::RefOr::T(error_response(
+                        "the store or the secret store failed; try again",
+                    )),
                 );
             }
         }
@@ -159,18 +151,21 @@ impl Modify for Actions {
     }
 }
 
+/// An error answer: [`ErrorBody`] as JSON.
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+}
+
 fn action_operation(group: &str, operations: &[&str]) -> Operation {
-    let error = |description: &str| {
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorBody")))
-                    .build(),
-            )
-            .build()
-    };
+    let error = error_response;
     OperationBuilder::new()
         .tag("actions")
         .operation_id(Some(format!("actions_{group}")))
