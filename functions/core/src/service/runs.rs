@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{Result, load};
+use super::{Result, connection};
 use crate::app::App;
 use crate::catalog::InvalidInput;
 use crate::ids::{self, ConnectionId};
@@ -48,7 +48,7 @@ pub async fn list(
             InvalidInput::at("workflow_id", "workflow_id must be a workflow id (wf_…)").into(),
         );
     }
-    load(app, conn).await?;
+    connection(app, conn).await?;
     Ok(app
         .runs
         .list_runs(
