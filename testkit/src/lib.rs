@@ -1,6 +1,8 @@
 //! What tests and benchmark harnesses share: the AWS call recorder (an SDK
-//! interceptor that records each DynamoDB and Secrets Manager call, for the
-//! least-privilege test and the cost model).
+//! interceptor that records each DynamoDB, Secrets Manager and SQS call, for
+//! the least-privilege test and the cost model), and an in-process SQS
+//! poller that behaves like Lambda's event source mapping.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support: a failed set-up should stop the test
 
 pub mod recorder;
+pub mod sqs;

@@ -13,6 +13,7 @@ use aws_sdk_secretsmanager::operation::{
     create_secret::CreateSecretInput, delete_secret::DeleteSecretInput,
     get_secret_value::GetSecretValueInput, put_secret_value::PutSecretValueInput,
 };
+use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchInput;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
@@ -46,6 +47,17 @@ pub struct Recorder {
 impl Recorder {
     pub fn take(&self) -> Vec<Call> {
         std::mem::take(&mut *self.calls.lock().expect("recorder"))
+    }
+
+    /// An SQS client from `sdk` that records here.
+    pub fn sqs_client(&self, sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+        let conf = aws_sdk_sqs::config::Builder::from(sdk)
+            .interceptor(Self {
+                service: "sqs",
+                ..self.clone()
+            })
+            .build();
+        aws_sdk_sqs::Client::from_conf(conf)
     }
 
     /// DynamoDB and Secrets Manager clients from `sdk` that record here.
@@ -96,7 +108,7 @@ impl Intercept for Recorder {
         // the SDK's own metadata is not in the config bag this early. Only
         // the name is kept (sensitive fields print redacted anyway).
         let debug = format!("{input:?}");
-        let operation = debug
+        let mut operation = debug
             .split(|c: char| !c.is_ascii_alphanumeric())
             .find(|w| w.len() > "Input".len() && w.ends_with("Input"))
             .unwrap_or("UnknownInput")
@@ -132,6 +144,10 @@ impl Intercept for Recorder {
             i.name().unwrap_or("?").to_string()
         } else if let Some(i) = input.downcast_ref::<DeleteSecretInput>() {
             i.secret_id().unwrap_or("?").to_string()
+        } else if let Some(i) = input.downcast_ref::<SendMessageBatchInput>() {
+            // IAM authorizes SendMessageBatch as sqs:SendMessage.
+            operation = "SendMessage".into();
+            i.queue_url().unwrap_or("?").to_string()
         } else {
             "?".to_string()
         };

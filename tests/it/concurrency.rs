@@ -374,8 +374,9 @@ async fn stale_events_and_own_writes_on_the_aws_path() {
     let engine = Engine::new(app, "aws-test");
     let newer = event("evt_aws_newer", 2_000, Value::Null);
     app.events.insert_event(&newer).await.unwrap();
+    let queued = engine.fan_out(&newer).await.unwrap();
     assert_eq!(
-        engine.fan_out(&newer).await.unwrap()[0].1,
+        engine.execute(&queued[0]).await.unwrap(),
         Outcome::Finished(RunStatus::Succeeded)
     );
     let run = app
@@ -392,7 +393,8 @@ async fn stale_events_and_own_writes_on_the_aws_path() {
 
     let older = event("evt_aws_older", 1_000, Value::Null);
     app.events.insert_event(&older).await.unwrap();
-    engine.fan_out(&older).await.unwrap();
+    let queued = engine.fan_out(&older).await.unwrap();
+    engine.execute(&queued[0]).await.unwrap();
     let run = app
         .runs
         .get_run(&conn, "evt_aws_older", &wf_id)

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use connector_core::adapters::dynamo::{DynamoStore, create_table};
 use connector_core::adapters::memory::FixedClock;
+use connector_core::adapters::sqs::SqsQueue;
 use connector_core::api::{self, Routes};
 use connector_core::app::App;
 use connector_core::config::Config;
@@ -60,6 +61,7 @@ fn resource_names(r: &Yaml) -> Vec<String> {
                     vec!["secret-prefix".into()]
                 }
                 ("!GetAtt", "FanoutFailures.Arn") => vec!["fanout-failures-queue".into()],
+                ("!GetAtt", "RunQueue.Arn") => vec!["run-queue".into()],
                 (tag, v) => vec![format!("unexpected {tag} {v}")],
             }
         }
@@ -154,7 +156,7 @@ fn policies_name_only_the_connectors_own_resources() {
                         || resource == "table/index/gsi2"
                 }
                 Some("secretsmanager") => resource == "secret-prefix",
-                Some("sqs") => resource == "fanout-failures-queue",
+                Some("sqs") => resource == "fanout-failures-queue" || resource == "run-queue",
                 _ => false,
             };
             assert!(fits, "{name}: {action} on {resource}");
@@ -184,6 +186,11 @@ struct Env {
     table: String,
     _stripe: MockServer,
     target: MockServer,
+    /// The run queue on moto, its URL, and a poller acting as the event
+    /// source mapping (its calls are the Lambda service's, not recorded).
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    poller: connector_testkit::sqs::Poller,
 }
 
 async fn env() -> Env {
@@ -235,7 +242,23 @@ async fn env() -> Env {
     .unwrap();
     let recorder = Recorder::default();
     let (dynamo, secrets) = recorder.clients(&sdk);
-    let app = App::aws_clients(config.clone(), dynamo.clone(), secrets.clone()).unwrap();
+    let sqs = recorder.sqs_client(&sdk);
+    let (queue_url, _) = connector_testkit::sqs::create_run_queue(
+        &aws_sdk_sqs::Client::new(&sdk),
+        &format!("lp-runs-{}", uuid::Uuid::new_v4().simple()),
+        30,
+        6,
+    )
+    .await;
+    let app = App::aws_clients(config.clone(), dynamo.clone(), secrets.clone())
+        .unwrap()
+        .with_queue(Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone())));
+    let poller = connector_testkit::sqs::Poller {
+        client: aws_sdk_sqs::Client::new(&sdk),
+        url: queue_url.clone(),
+        batch: 10,
+        visibility: None,
+    };
     Env {
         app,
         parts: (config, dynamo, secrets),
@@ -243,6 +266,9 @@ async fn env() -> Env {
         table,
         _stripe: stripe,
         target,
+        sqs,
+        queue_url,
+        poller,
     }
 }
 
@@ -251,7 +277,12 @@ impl Env {
     fn cold_start(&mut self) {
         let (config, dynamo, secrets) = self.parts.clone();
         let clock = self.app.clock.clone();
-        self.app = App::aws_clients(config, dynamo, secrets).unwrap();
+        self.app = App::aws_clients(config, dynamo, secrets)
+            .unwrap()
+            .with_queue(Arc::new(SqsQueue::new(
+                self.sqs.clone(),
+                self.queue_url.clone(),
+            )));
         self.app.clock = clock;
     }
 
@@ -301,6 +332,9 @@ impl Env {
                 let resource = if c.action.starts_with("secretsmanager:") {
                     assert!(c.resource.starts_with(PREFIX), "{c:?}");
                     "secret-prefix".to_string()
+                } else if c.action.starts_with("sqs:") {
+                    assert_eq!(c.resource, self.queue_url, "{c:?}");
+                    "run-queue".to_string()
                 } else {
                     c.resource.replacen(&self.table, "table", 1)
                 };
@@ -471,32 +505,41 @@ async fn recorded() -> (BTreeMap<&'static str, BTreeSet<(String, String)>>, Env)
     env.calls();
 
     env.cold_start();
-    // trigger-fanout: the stream record of the new event, twice (a redelivered batch).
+    // trigger-fanout: the stream record of the new event, twice (a
+    // redelivered batch), and another event: runs made and queued.
     for _ in 0..2 {
         let out = process_stream(&env.app, stream_batch(&stored)).await;
         assert!(out.batch_item_failures.is_empty());
     }
-    // And one whose target fails, so its run waits for a retry.
-    env.target.reset().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&env.target)
-        .await;
     let out = process_stream(&env.app, stream_batch(&failing)).await;
     assert!(out.batch_item_failures.is_empty());
     seen.insert("trigger-fanout", env.calls());
 
     env.cold_start();
-    // retry-scheduler: an hour on, the run is due; the target answers now.
+    // run-executor: the queued runs (the replays too); the target answers
+    // the first delivery and fails the others, whose runs are queued for
+    // their retry.
     env.target.reset().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200))
+        .up_to_n_times(1)
         .mount(&env.target)
         .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&env.target)
+        .await;
+    let executor = Arc::new(env.app.clone());
+    let polled = env.poller.drain(&executor, 0).await;
+    assert!(polled.received >= 3 && polled.failed == 0, "{polled:?}");
+    seen.insert("run-executor", env.calls());
+
+    env.cold_start();
+    // retry-scheduler: an hour on, the retries are due: queued, not executed.
     let later = env.app.clock.now() + 3600;
     env.app.clock = Arc::new(FixedClock::at(later));
     let ticked = scheduler_tick(&env.app).await.unwrap();
-    assert!(ticked["due_runs"].as_u64().unwrap() >= 1, "{ticked}");
+    assert!(ticked["queued_runs"].as_u64().unwrap() >= 1, "{ticked}");
     seen.insert("retry-scheduler", env.calls());
 
     // Every action group: one action on the connection's key.
@@ -576,5 +619,5 @@ async fn each_function_is_granted_exactly_the_aws_calls_its_code_makes() {
         seen.len(),
         "every exercised function is in the template"
     );
-    assert_eq!(checked, 12);
+    assert_eq!(checked, 13);
 }

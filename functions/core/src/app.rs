@@ -8,10 +8,13 @@ use secrecy::SecretString;
 
 use crate::adapters::cached_secrets::CachedSecrets;
 use crate::adapters::dynamo::DynamoStore;
+use crate::adapters::local_queue::LocalQueue;
 use crate::adapters::secrets_manager::SecretsManagerStore;
+use crate::adapters::sqs::SqsQueue;
 use crate::config::{Config, ConfigError};
 use crate::ports::{
-    Clock, ConnectionStore, EventStore, RunStore, SecretStore, SystemClock, WorkflowStore,
+    Clock, ConnectionStore, EventStore, GateStore, RunQueue, RunStore, SecretStore, SystemClock,
+    WorkflowStore,
 };
 use crate::stripe::{StripeClient, StripeSettings, http_client};
 
@@ -25,6 +28,10 @@ pub struct App {
     pub events: Arc<dyn EventStore>,
     pub workflows: Arc<dyn WorkflowStore>,
     pub runs: Arc<dyn RunStore>,
+    /// Rate budgets, target caps, breakers: shared by every executor.
+    pub gates: Arc<dyn GateStore>,
+    /// Where runs wait for an executor (SQS in AWS).
+    pub queue: Arc<dyn RunQueue>,
     pub secrets: Arc<dyn SecretStore>,
     pub clock: Arc<dyn Clock>,
     /// Made on first use: building it loads the system's trust store
@@ -36,7 +43,9 @@ pub struct App {
 }
 
 impl App {
-    /// Every store adapter implements all four record ports; one store serves them.
+    /// Every store adapter implements all the record ports; one store
+    /// serves them. Runs are queued in process ([`LocalQueue`]) unless
+    /// [`App::with_queue`] says otherwise.
     pub fn new<S>(
         config: Config,
         store: Arc<S>,
@@ -53,6 +62,8 @@ impl App {
             events: store.clone(),
             workflows: store.clone(),
             runs: store,
+            gates: Arc::new(crate::adapters::memory_gates::MemoryGates::default()),
+            queue: LocalQueue::new(clock.clone()),
             secrets,
             clock,
             http: Arc::default(),
@@ -72,6 +83,18 @@ impl App {
             .get_or_init(|| crate::target::client(self.config.private_targets_allowed()))
     }
 
+    /// Keeps the limits in `gates` (shared by every container in AWS).
+    pub fn with_gates(mut self, gates: Arc<dyn GateStore>) -> Self {
+        self.gates = gates;
+        self
+    }
+
+    /// Sends runs to `queue`.
+    pub fn with_queue(mut self, queue: Arc<dyn RunQueue>) -> Self {
+        self.queue = queue;
+        self
+    }
+
     /// Overrides how the app talks to Stripe (tests shorten the backoff).
     pub fn with_stripe_settings(mut self, settings: StripeSettings) -> Self {
         self.stripe_settings = Arc::new(settings);
@@ -82,11 +105,18 @@ impl App {
     /// standard SDK environment (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials).
     pub async fn aws(config: Config) -> Result<Self, ConfigError> {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Self::aws_clients(
+        let app = Self::aws_clients(
             config,
             aws_sdk_dynamodb::Client::new(&sdk),
             aws_sdk_secretsmanager::Client::new(&sdk),
-        )
+        )?;
+        // Only the functions that queue runs are given the queue's URL.
+        match app.config.run_queue_url.clone() {
+            Some(url) => {
+                Ok(app.with_queue(Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url))))
+            }
+            None => Ok(app.with_queue(Arc::new(crate::adapters::sqs::Unconfigured))),
+        }
     }
 
     /// The deployed app over SDK clients made elsewhere (with interceptors,
@@ -107,10 +137,11 @@ impl App {
         );
         Ok(Self::new(
             config,
-            store,
+            store.clone(),
             Arc::new(secrets),
             Arc::new(SystemClock),
-        ))
+        )
+        .with_gates(store))
     }
 
     /// A Stripe client for one key, pinned to a version.

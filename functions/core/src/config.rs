@@ -33,6 +33,32 @@ pub struct Config {
     /// (`CONNECTOR_ALLOW_PRIVATE_TARGETS`); `None` when unset, which means
     /// no in AWS and yes on the dev server.
     pub allow_private_targets: Option<bool>,
+    /// The run queue (`RUN_QUEUE_URL`), for the functions that queue runs.
+    pub run_queue_url: Option<String>,
+    /// Deliveries to one target at once, across executors (`TARGET_CONCURRENCY`).
+    pub target_concurrency: u32,
+    /// Stripe requests a second per connection from workflow steps
+    /// (`STRIPE_BUDGET_LIVE`, `STRIPE_BUDGET_TEST`, `STRIPE_BUDGET_SEARCH`):
+    /// 80% of Stripe's published limits (100 live, 25 test, 20 search).
+    pub stripe_budget: StripeBudget,
+}
+
+/// Requests a second one connection's steps may make to Stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StripeBudget {
+    pub live: u32,
+    pub test: u32,
+    pub search: u32,
+}
+
+impl Default for StripeBudget {
+    fn default() -> Self {
+        Self {
+            live: 80,
+            test: 20,
+            search: 16,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +86,15 @@ impl Config {
                 Some(v) => v.parse().map_err(|_| ConfigError {
                     name,
                     reason: format!("{v:?} is not a whole number"),
+                }),
+            }
+        };
+        let positive = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
+            match u32::try_from(number(name, u64::from(default))?) {
+                Ok(v) if v > 0 => Ok(v),
+                _ => Err(ConfigError {
+                    name,
+                    reason: "must be a whole number from 1 to 4294967295".into(),
                 }),
             }
         };
@@ -98,6 +133,13 @@ impl Config {
             stripe_max_retries: u32::try_from(number("STRIPE_MAX_RETRIES", 2)?).unwrap_or(u32::MAX),
             stripe_timeout: Duration::from_secs(number("STRIPE_TIMEOUT_SECS", 20)?),
             allow_private_targets,
+            run_queue_url: get("RUN_QUEUE_URL"),
+            target_concurrency: positive("TARGET_CONCURRENCY", 4)?,
+            stripe_budget: StripeBudget {
+                live: positive("STRIPE_BUDGET_LIVE", 80)?,
+                test: positive("STRIPE_BUDGET_TEST", 20)?,
+                search: positive("STRIPE_BUDGET_SEARCH", 16)?,
+            },
         })
     }
 
@@ -152,6 +194,12 @@ mod tests {
             from(&[("STRIPE_API_BASE", "ftp://x")]).unwrap_err().name,
             "STRIPE_API_BASE"
         );
+        assert_eq!(
+            from(&[("TARGET_CONCURRENCY", "0")]).unwrap_err().name,
+            "TARGET_CONCURRENCY"
+        );
+        let c = from(&[("STRIPE_BUDGET_TEST", "5")]).unwrap();
+        assert_eq!((c.stripe_budget.test, c.stripe_budget.live), (5, 80));
     }
 
     #[test]

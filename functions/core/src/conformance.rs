@@ -12,9 +12,10 @@ use crate::model::{
     Connection, ConnectionSecrets, InsertOutcome, Step, StoredEvent, Target, WebhookMode, Workflow,
 };
 use crate::ports::{
-    ConnectionStore, EventQuery, EventStore, RunQuery, RunStore, SecretStore, StoreError,
-    WorkflowStore,
+    ConnectionStore, EventQuery, EventStore, GateStore, RunQuery, RunStore, SecretStore,
+    StoreError, WorkflowStore,
 };
+use crate::workflow::breaker::Breaker;
 use crate::workflow::run::{Failure, RetryPolicy, Run, RunStatus};
 
 pub fn connection(id: &str, created_at: i64) -> Connection {
@@ -422,12 +423,12 @@ pub async fn workflows_and_runs<S: WorkflowStore + RunStore + 'static>(store: Ar
         .await
         .unwrap();
     assert_eq!(
-        due_ids(store.due_runs(now + 10, 1000).await.unwrap()),
+        due_ids(store.due_runs(i64::MIN, now + 10, 1000).await.unwrap()),
         ["evt_2/wf_a"],
         "evt_1 is leased until now+60"
     );
     assert_eq!(
-        due_ids(store.due_runs(now + 60, 1000).await.unwrap()),
+        due_ids(store.due_runs(i64::MIN, now + 60, 1000).await.unwrap()),
         ["evt_2/wf_a", "evt_1/wf_a"],
         "soonest first"
     );
@@ -442,12 +443,17 @@ pub async fn workflows_and_runs<S: WorkflowStore + RunStore + 'static>(store: Ar
     .unwrap();
     store.save_run(&a, v).await.unwrap();
     assert_eq!(
-        due_ids(store.due_runs(now + 30, 1000).await.unwrap()),
+        due_ids(store.due_runs(i64::MIN, now + 30, 1000).await.unwrap()),
         ["evt_2/wf_a"]
     );
     assert_eq!(
-        due_ids(store.due_runs(now + 31, 1000).await.unwrap()),
+        due_ids(store.due_runs(i64::MIN, now + 31, 1000).await.unwrap()),
         ["evt_2/wf_a", "evt_1/wf_a"]
+    );
+    assert_eq!(
+        due_ids(store.due_runs(now + 6, now + 31, 1000).await.unwrap()),
+        ["evt_1/wf_a"],
+        "a range leaves out what is due before it"
     );
     let v = a.version;
     a.claim("worker-c", now + 31, 60, 7).unwrap();
@@ -458,7 +464,7 @@ pub async fn workflows_and_runs<S: WorkflowStore + RunStore + 'static>(store: Ar
         "a stale version never overwrites"
     );
     assert_eq!(
-        due_ids(store.due_runs(now + 100_000, 1000).await.unwrap()),
+        due_ids(store.due_runs(i64::MIN, now + 100_000, 1000).await.unwrap()),
         ["evt_2/wf_a"],
         "succeeded runs leave the index"
     );
@@ -525,6 +531,81 @@ pub async fn workflows_and_runs<S: WorkflowStore + RunStore + 'static>(store: Ar
         .await,
         ["evt_3/wf_b"]
     );
+}
+
+/// The gate store: windows count to their limit and no further, under
+/// concurrent takers too; slots are leases; breakers and marks are written
+/// only on the version (value) read.
+pub async fn gates<G: GateStore + 'static>(gates: Arc<G>) {
+    let key = format!("conformance#{}", crate::ids::new_id("k_"));
+    // Twenty concurrent takers of a window of 7: exactly 7 are counted.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (g, k) = (gates.clone(), key.clone());
+        tasks.spawn(async move { g.count_in_window(&k, 1000, 7).await.unwrap() });
+    }
+    let mut counted = 0;
+    while let Some(ok) = tasks.join_next().await {
+        counted += usize::from(ok.unwrap());
+    }
+    assert_eq!(counted, 7);
+    assert!(
+        gates.count_in_window(&key, 1001, 7).await.unwrap(),
+        "a new window"
+    );
+
+    // Slots: two of them; a third taker waits until one is given back or
+    // its lease ends.
+    let a = gates.take_slot(&key, 2, "a", 100, 130).await.unwrap();
+    let b = gates.take_slot(&key, 2, "b", 100, 130).await.unwrap();
+    assert!(a.is_some() && b.is_some() && a != b);
+    assert_eq!(gates.take_slot(&key, 2, "c", 101, 131).await.unwrap(), None);
+    gates.release_slot(&key, a.unwrap(), "not-a").await.unwrap();
+    assert_eq!(
+        gates.take_slot(&key, 2, "c", 101, 131).await.unwrap(),
+        None,
+        "only its owner gives a slot back"
+    );
+    gates.release_slot(&key, a.unwrap(), "a").await.unwrap();
+    assert_eq!(gates.take_slot(&key, 2, "c", 101, 131).await.unwrap(), a);
+    assert!(
+        gates
+            .take_slot(&key, 2, "d", 131, 160)
+            .await
+            .unwrap()
+            .is_some(),
+        "an ended lease is free"
+    );
+
+    // Breakers: versioned.
+    assert_eq!(gates.get_breaker(&key).await.unwrap(), None);
+    let mut br = Breaker::default();
+    br.on_failure(5, &crate::workflow::breaker::BreakerPolicy::default());
+    gates.save_breaker(&key, &br).await.unwrap();
+    assert!(matches!(
+        gates.save_breaker(&key, &br).await,
+        Err(StoreError::Conflict)
+    ));
+    let mut stale = Breaker::default();
+    stale.on_failure(6, &crate::workflow::breaker::BreakerPolicy::default());
+    assert!(matches!(
+        gates.save_breaker(&key, &stale).await,
+        Err(StoreError::Conflict)
+    ));
+    let mut read = gates.get_breaker(&key).await.unwrap().unwrap();
+    assert_eq!(read, br);
+    read.on_success();
+    gates.save_breaker(&key, &read).await.unwrap();
+    assert_eq!(gates.get_breaker(&key).await.unwrap().unwrap().failures, 0);
+
+    // Marks: compare and set.
+    let mark = format!("mark-{key}");
+    assert_eq!(gates.get_mark(&mark).await.unwrap(), None);
+    assert!(gates.set_mark(&mark, None, 10).await.unwrap());
+    assert!(!gates.set_mark(&mark, None, 11).await.unwrap());
+    assert!(!gates.set_mark(&mark, Some(9), 11).await.unwrap());
+    assert!(gates.set_mark(&mark, Some(10), 12).await.unwrap());
+    assert_eq!(gates.get_mark(&mark).await.unwrap(), Some(12));
 }
 
 pub fn secrets(key: &str, hooks: &[&str]) -> ConnectionSecrets {

@@ -194,6 +194,9 @@ impl From<StripeError> for ApiError {
             StripeError::InvalidRequest(m) => {
                 ApiError::internal("could not build the Stripe request", &m)
             }
+            e @ StripeError::Budget(_) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
+            }
         }
     }
 }
@@ -483,6 +486,7 @@ mod tests {
             },
             request_id: Some("req_123".into()),
             should_retry: None,
+            retry_after: None,
         };
         for (stripe, ours) in [
             (402, 402),

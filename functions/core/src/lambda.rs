@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::LambdaEvent;
 
 use crate::adapters::dynamo::DynamoStore;
 use crate::app::App;
 use crate::config::Config;
+use crate::ports::RunRef;
 use crate::workflow::engine::Engine;
 
 /// Logs as JSON lines (CloudWatch), level from `RUST_LOG` (default info).
@@ -33,7 +35,8 @@ pub async fn run_http(router: axum::Router<Arc<App>>) -> Result<(), lambda_http:
     lambda_http::run(router.with_state(std::sync::Arc::new(app))).await
 }
 
-/// Fans out the new events of one DynamoDB Stream batch. Only inserted event
+/// Fans out the new events of one DynamoDB Stream batch: each event's runs
+/// are made and queued (nothing is executed here). Only inserted event
 /// items count (runs and connections share the table). A record whose
 /// fan-out failed is reported by its sequence number, so Lambda retries the
 /// batch from there; the runs already made are not made again.
@@ -81,20 +84,18 @@ pub async fn run_fanout() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-/// How many due runs one scheduler invocation takes on.
-pub const RETRY_BATCH: usize = 200;
-
-/// One scheduler invocation: run what is due; answers how many runs it took on.
+/// One scheduler invocation: queue the runs falling due soon; answers how
+/// many it queued. It executes nothing: executors take them from the queue.
 pub async fn scheduler_tick(
     app: &App,
 ) -> Result<serde_json::Value, crate::workflow::engine::EngineError> {
-    let outcomes = Engine::new(app, format!("retry-{}", uuid::Uuid::new_v4()))
-        .run_due(RETRY_BATCH)
+    let queued = Engine::new(app, format!("scheduler-{}", uuid::Uuid::new_v4()))
+        .enqueue_due()
         .await?;
-    Ok(serde_json::json!({"due_runs": outcomes.len()}))
+    Ok(serde_json::json!({"queued_runs": queued}))
 }
 
-/// The retry-scheduler function: every minute, the runs that are due.
+/// The retry-scheduler function: every minute, the runs falling due.
 pub async fn run_scheduler() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let app = Arc::new(App::aws(Config::from_env()?).await?);
@@ -102,6 +103,73 @@ pub async fn run_scheduler() -> Result<(), lambda_runtime::Error> {
         move |_: LambdaEvent<serde_json::Value>| {
             let app = app.clone();
             async move { scheduler_tick(&app).await }
+        },
+    ))
+    .await
+}
+
+/// One batch of run messages from SQS, executed concurrently (one slow
+/// target never holds up the batch's other runs). A message whose run
+/// could not be carried on (the store failed) is reported, so SQS delivers
+/// it again after its visibility timeout; all others are done with. An
+/// unreadable message is logged and dropped: retrying cannot mend it.
+pub async fn process_queue(
+    app: &Arc<App>,
+    batch: aws_lambda_events::event::sqs::SqsEvent,
+) -> SqsBatchResponse {
+    let worker = format!("exec-{}", uuid::Uuid::new_v4());
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut ids = std::collections::HashMap::new();
+    for message in batch.records {
+        let id = message.message_id.clone().unwrap_or_default();
+        let Some(run) = message.body.as_deref().and_then(RunRef::parse) else {
+            tracing::error!(message_id = %id, "unreadable run message dropped");
+            continue;
+        };
+        let receives = message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(1);
+        let app = app.clone();
+        let worker = worker.clone();
+        let task = tasks.spawn(async move {
+            let outcome = Engine::new(&app, worker).handle_message(&run, receives).await;
+            if let Err(e) = &outcome {
+                tracing::error!(error = %e, connection = %run.connection_id, event_id = %run.event_id, "run not carried on; its message comes back");
+            }
+            outcome.is_ok()
+        });
+        ids.insert(task.id(), id);
+    }
+    let mut response = SqsBatchResponse::default();
+    while let Some(joined) = tasks.join_next_with_id().await {
+        let (task, done) = match joined {
+            Ok((task, done)) => (task, done),
+            // A task that panicked: its message comes back.
+            Err(e) => {
+                tracing::error!(error = %e, "run task failed");
+                (e.id(), false)
+            }
+        };
+        if !done && let Some(id) = ids.remove(&task) {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+/// The run-executor function: the run queue's event source mapping,
+/// partial batch failures reported.
+pub async fn run_executor() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let app = Arc::new(App::aws(Config::from_env()?).await?);
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {
+            let app = app.clone();
+            async move { Ok::<_, std::convert::Infallible>(process_queue(&app, event.payload).await) }
         },
     ))
     .await

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use crate::model::{Connection, ConnectionSecrets, InsertOutcome, StoredEvent, Workflow};
+use crate::workflow::breaker::Breaker;
 use crate::workflow::run::{Run, RunStatus};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,20 @@ pub trait EventStore: Send + Sync {
         connection_id: &str,
         query: &EventQuery,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Stored events whose fan-out is not recorded as finished, oldest
+    /// first: the outbox of a host without a stream (the dev server). In
+    /// AWS the table's stream holds them until fan-out succeeds: none here.
+    async fn unfanned_events(&self, _limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Records that all of the event's runs exist and are queued.
+    async fn mark_fanned_out(
+        &self,
+        _connection_id: &str,
+        _event_id: &str,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -226,9 +241,10 @@ pub trait RunStore: Send + Sync {
     /// `query.starting_after`; reads at most about [`MAX_RUNS_SCANNED`].
     async fn list_runs(&self, connection_id: &str, query: &RunQuery)
     -> Result<RunPage, StoreError>;
-    /// Runs whose next attempt (or expired lease) is at or before `now`,
-    /// across connections, soonest first; read from an index, never a scan.
-    async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError>;
+    /// Runs whose next attempt (or lease end) is in `from..=until` (Unix
+    /// seconds), across connections, soonest first; read from an index,
+    /// never a scan.
+    async fn due_runs(&self, from: i64, until: i64, limit: usize) -> Result<Vec<Run>, StoreError>;
     /// Records that `workflow_id` acts on `object_id` as of an event created
     /// at `created`, unless it already acted on a newer event of that object
     /// (`false`: this one is stale). Events created in the same second are
@@ -239,6 +255,108 @@ pub trait RunStore: Send + Sync {
         workflow_id: &str,
         object_id: &str,
         created: i64,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Which run a queue message asks a worker to carry on with: the run's key,
+/// never its content (a worker reads the run as stored).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct RunRef {
+    #[serde(rename = "c")]
+    pub connection_id: String,
+    #[serde(rename = "e")]
+    pub event_id: String,
+    /// [`Run::run_key`]: the workflow id, with `#rpl_…` for a replay.
+    #[serde(rename = "r")]
+    pub run_key: String,
+}
+
+impl RunRef {
+    pub fn of(run: &Run) -> Self {
+        Self {
+            connection_id: run.connection_id.clone(),
+            event_id: run.event_id.clone(),
+            run_key: run.run_key(),
+        }
+    }
+
+    /// A message body as sent by [`RunRef::to_body`]; `None` for anything
+    /// else (a hand-sent or damaged message).
+    pub fn parse(body: &str) -> Option<Self> {
+        if body.len() > 1024 {
+            return None;
+        }
+        let r: Self = serde_json::from_str(body).ok()?;
+        let (workflow, replay) = match r.run_key.split_once('#') {
+            Some((w, rpl)) => (w, Some(rpl)),
+            None => (r.run_key.as_str(), None),
+        };
+        let ok = crate::ids::is_id(&r.connection_id, "conn_")
+            && crate::ids::is_id(&r.event_id, "evt_")
+            && crate::ids::is_id(workflow, "wf_")
+            && replay.is_none_or(|rpl| crate::ids::is_id(rpl, "rpl_"));
+        ok.then_some(r)
+    }
+
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("run queue unavailable: {0}")]
+pub struct QueueError(pub String);
+
+/// The longest delay a queue message can have (SQS's 15 minutes); runs due
+/// later wait in the store's due index for the scheduler.
+pub const MAX_QUEUE_DELAY: u32 = 900;
+
+/// Where runs wait for an executor: SQS in AWS, an in-process queue on the
+/// dev server. Delivery is at least once; executors make it exactly once.
+#[async_trait]
+pub trait RunQueue: Send + Sync {
+    /// One message per run, each visible after `delay_secs` (at most
+    /// [`MAX_QUEUE_DELAY`]). All are sent, or an error says some were not.
+    async fn send(&self, runs: &[RunRef], delay_secs: u32) -> Result<(), QueueError>;
+}
+
+/// Shared counters, leases and marks that keep every executor (every
+/// Lambda container) within the same limits: Stripe's rate budget, the
+/// per-target concurrency cap, the circuit breakers, the scheduler's horizon.
+#[async_trait]
+pub trait GateStore: Send + Sync {
+    /// Counts one use of `key` in the one-second window `window` (Unix
+    /// seconds) unless `limit` uses are counted there already: `true` when
+    /// counted. Atomic across callers.
+    async fn count_in_window(&self, key: &str, window: i64, limit: u32)
+    -> Result<bool, StoreError>;
+    /// Takes one of `slots` leases of `key` for `owner` until `until`:
+    /// the slot taken, or `None` while all are held (a lease ended by `now`
+    /// is free again).
+    async fn take_slot(
+        &self,
+        key: &str,
+        slots: u32,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<u32>, StoreError>;
+    /// Gives a slot back if `owner` still holds it.
+    async fn release_slot(&self, key: &str, slot: u32, owner: &str) -> Result<(), StoreError>;
+    /// A target's breaker as stored (read consistently).
+    async fn get_breaker(&self, key: &str) -> Result<Option<Breaker>, StoreError>;
+    /// Writes the breaker if the stored one has version `breaker.version - 1`
+    /// (or none is stored and it is 1); `Conflict` otherwise.
+    async fn save_breaker(&self, key: &str, breaker: &Breaker) -> Result<(), StoreError>;
+    /// A named mark (the scheduler's horizon).
+    async fn get_mark(&self, name: &str) -> Result<Option<i64>, StoreError>;
+    /// Sets the mark to `value` if it is still `expected`: `false` when
+    /// another writer moved it first.
+    async fn set_mark(
+        &self,
+        name: &str,
+        expected: Option<i64>,
+        value: i64,
     ) -> Result<bool, StoreError>;
 }
 

@@ -15,6 +15,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use connector_core::adapters::local_queue::LocalQueue;
 use connector_core::api;
 use connector_core::app::App;
 use connector_core::http::ApiError;
@@ -45,6 +46,14 @@ pub const MAX_CONNECTIONS: usize = 512;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// New events waiting for in-process fan-out; ingest waits when it is full.
 const FANOUT_QUEUE: usize = 1024;
+/// Run executors working the in-process queue at once (the event source
+/// mapping's `MaximumConcurrency` in AWS).
+pub const WORKERS: usize = 64;
+/// How often the scheduler queues runs falling due (a minute in AWS).
+pub const SCHEDULER_PERIOD: Duration = Duration::from_secs(5);
+/// A message whose run could not be carried on (the store failed) comes
+/// back after this long (SQS's visibility timeout).
+const RETRY_MESSAGE_AFTER: u32 = 5;
 
 /// How much the server lets a client take: defaults
 /// [`HEADER_READ_TIMEOUT`], [`BODY_READ_TIMEOUT`], [`MAX_CONNECTIONS`].
@@ -53,6 +62,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub max_connections: usize,
+    pub workers: usize,
+    pub scheduler_period: Duration,
 }
 
 impl Default for Limits {
@@ -61,6 +72,8 @@ impl Default for Limits {
             header_read_timeout: HEADER_READ_TIMEOUT,
             body_read_timeout: BODY_READ_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
+            workers: WORKERS,
+            scheduler_period: SCHEDULER_PERIOD,
         }
     }
 }
@@ -70,6 +83,7 @@ pub struct DevServer {
     token: SecretString,
     limits: Limits,
     fanout: std::sync::Mutex<Option<mpsc::Receiver<StoredEvent>>>,
+    queue: Arc<LocalQueue>,
 }
 
 /// A random bearer token for a dev server started without one.
@@ -88,8 +102,10 @@ fn public(path: &str) -> bool {
 }
 
 /// The dev server's event store: the embedded one, plus each newly stored
-/// event put on an in-process queue for fan-out — what the table's stream
-/// does in AWS. Ingest itself is the same code in both hosts.
+/// event handed to fan-out at once. The store's outbox (an event's fan-out
+/// is owed until it is marked done) is what the table's stream is in AWS:
+/// after a crash the events still owed are fanned out again. Ingest itself
+/// is the same code in both hosts.
 struct FanOutOnInsert {
     inner: Arc<dyn EventStore>,
     queue: mpsc::Sender<StoredEvent>,
@@ -100,7 +116,7 @@ impl EventStore for FanOutOnInsert {
     async fn insert_event(&self, event: &StoredEvent) -> Result<InsertOutcome, StoreError> {
         let outcome = self.inner.insert_event(event).await?;
         if outcome == InsertOutcome::Inserted && self.queue.send(event.clone()).await.is_err() {
-            tracing::warn!(event_id = %event.event_id, "fan-out queue closed; the retry timer picks up runs");
+            tracing::warn!(event_id = %event.event_id, "fan-out closed; the outbox keeps the event");
         }
         Ok(outcome)
     }
@@ -120,6 +136,14 @@ impl EventStore for FanOutOnInsert {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner.list_events(connection_id, query).await
     }
+
+    async fn unfanned_events(&self, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.unfanned_events(limit).await
+    }
+
+    async fn mark_fanned_out(&self, connection_id: &str, event_id: &str) -> Result<(), StoreError> {
+        self.inner.mark_fanned_out(connection_id, event_id).await
+    }
 }
 
 impl DevServer {
@@ -128,23 +152,31 @@ impl DevServer {
     }
 
     /// The server with other limits (tests shorten them).
-    pub fn with_limits(mut app: App, token: SecretString, limits: Limits) -> Arc<Self> {
-        let (queue, rx) = mpsc::channel(FANOUT_QUEUE);
+    pub fn with_limits(app: App, token: SecretString, limits: Limits) -> Arc<Self> {
+        let (sender, rx) = mpsc::channel(FANOUT_QUEUE);
+        let queue = LocalQueue::new(app.clock.clone());
+        let mut app = app.with_queue(queue.clone());
         app.events = Arc::new(FanOutOnInsert {
             inner: app.events.clone(),
-            queue,
+            queue: sender,
         });
         Arc::new(Self {
             app,
             token,
             limits,
             fanout: std::sync::Mutex::new(Some(rx)),
+            queue,
         })
     }
 
     /// The app this server runs (its event store fans out new events).
     pub fn app(&self) -> &App {
         &self.app
+    }
+
+    /// The in-process run queue its workers take runs from.
+    pub fn queue(&self) -> &Arc<LocalQueue> {
+        &self.queue
     }
 
     /// Every route, behind the bearer token and the body read timeout.
@@ -154,35 +186,59 @@ impl DevServer {
             .layer(middleware::from_fn_with_state(self.clone(), guard))
     }
 
-    /// Runs due runs every `period`, as the retry-scheduler function does
-    /// on its schedule in AWS. One failing tick is logged; the next runs.
-    pub fn spawn_retry_timer(&self, period: Duration) -> tokio::task::JoinHandle<()> {
-        let app = self.app.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            loop {
-                tick.tick().await;
-                if let Err(e) = Engine::new(&app, "dev-server-retry").run_due(100).await {
-                    tracing::warn!(error = %e, "retry tick failed");
-                }
-            }
-        })
-    }
-
-    /// Fans out each new event as it is stored (once per server).
-    fn spawn_fanout(&self) {
+    /// The work behind the API, as the Lambdas do it in AWS: fan-out of new
+    /// events (and of those a crash left owed), the run executors on the
+    /// in-process queue, and the scheduler. Once per server.
+    fn spawn_background(&self) {
         let Some(mut rx) = self.fanout.lock().ok().and_then(|mut f| f.take()) else {
             return;
         };
         let app = self.app.clone();
+        let period = self.limits.scheduler_period;
+        // Fan-out: what a crash left owed first, then each new event.
         tokio::spawn(async move {
+            fan_out_owed(&app).await;
             while let Some(event) = rx.recv().await {
-                let app = app.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = Engine::new(&app, "dev-server").fan_out(&event).await {
-                        tracing::error!(error = %e, event_id = %event.event_id, "fan-out failed; the retry timer picks up its runs");
+                fan_out_one(&app, &event).await;
+            }
+        });
+        for n in 0..self.limits.workers.max(1) {
+            let app = self.app.clone();
+            let queue = self.queue.clone();
+            tokio::spawn(async move {
+                let worker = format!("dev-exec-{n}");
+                loop {
+                    let message = queue.recv().await;
+                    let outcome = Engine::new(&app, worker.as_str())
+                        .handle_message(&message.run, message.receives)
+                        .await;
+                    if let Err(e) = outcome {
+                        tracing::warn!(error = %e, event_id = %message.run.event_id, "run not carried on; its message comes back");
+                        if let Err(e) = queue.put(message, RETRY_MESSAGE_AFTER) {
+                            tracing::error!(error = %e, "message not put back; the scheduler's overdue sweep finds the run");
+                        }
                     }
-                });
+                }
+            });
+        }
+        let app = self.app.clone();
+        tokio::spawn(async move {
+            // The in-process queue did not survive the last stop: every
+            // unfinished run is queued again.
+            match Engine::new(&app, "dev-scheduler").requeue_all().await {
+                Ok(n) if n > 0 => tracing::info!(runs = n, "unfinished runs queued again"),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "unfinished runs not queued again; the scheduler's overdue sweep finds them");
+                }
+            }
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                if let Err(e) = Engine::new(&app, "dev-scheduler").enqueue_due().await {
+                    tracing::warn!(error = %e, "scheduler tick failed");
+                }
+                fan_out_owed(&app).await;
             }
         });
     }
@@ -199,7 +255,7 @@ impl DevServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) {
-        self.spawn_fanout();
+        self.spawn_background();
         let router = self.router();
         let permits = Arc::new(Semaphore::new(self.limits.max_connections));
         let graceful = GracefulShutdown::new();
@@ -244,6 +300,48 @@ impl DevServer {
         tokio::select! {
             () = graceful.shutdown() => tracing::info!("stopped: every request answered"),
             () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("stopped with requests still open"),
+        }
+    }
+}
+
+/// Fans out one event and records it done; on failure it stays owed.
+async fn fan_out_one(app: &App, event: &StoredEvent) -> bool {
+    match Engine::new(app, "dev-fanout").fan_out(event).await {
+        Ok(_) => {
+            if let Err(e) = app
+                .events
+                .mark_fanned_out(&event.connection_id, &event.event_id)
+                .await
+            {
+                tracing::warn!(error = %e, event_id = %event.event_id, "fan-out not recorded; done again later (harmless)");
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, event_id = %event.event_id, "fan-out failed; tried again on the next tick");
+            false
+        }
+    }
+}
+
+/// Fans out the events whose fan-out is still owed (a crash, a failure),
+/// a page at a time, until none is owed or a page makes no progress.
+async fn fan_out_owed(app: &App) {
+    const PAGE: usize = 100;
+    loop {
+        let owed = match app.events.unfanned_events(PAGE).await {
+            Ok(owed) => owed,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox unreadable");
+                return;
+            }
+        };
+        let mut progressed = false;
+        for event in &owed {
+            progressed |= fan_out_one(app, event).await;
+        }
+        if owed.len() < PAGE || !progressed {
+            return;
         }
     }
 }

@@ -52,7 +52,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         data_dir.display()
     );
     let server = dev_server::DevServer::new(app, token);
-    let _retries = server.spawn_retry_timer(std::time::Duration::from_secs(5));
     server.serve_until(listener, stop_signal()).await;
     Ok(())
 }

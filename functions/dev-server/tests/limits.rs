@@ -42,6 +42,7 @@ fn short() -> Limits {
         header_read_timeout: Duration::from_millis(300),
         body_read_timeout: Duration::from_millis(300),
         max_connections: 2,
+        ..Limits::default()
     }
 }
 

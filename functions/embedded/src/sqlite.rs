@@ -82,6 +82,11 @@ const SCHEMA: &str = "PRAGMA journal_mode = WAL;
          created INTEGER NOT NULL,
          record TEXT NOT NULL,
          PRIMARY KEY (connection_id, event_id));
+     CREATE TABLE IF NOT EXISTS fanout_pending (
+         connection_id TEXT NOT NULL,
+         event_id TEXT NOT NULL,
+         stored_at INTEGER NOT NULL,
+         PRIMARY KEY (connection_id, event_id));
      CREATE INDEX IF NOT EXISTS events_newest
          ON events (connection_id, created DESC, event_id DESC);
      CREATE TABLE IF NOT EXISTS workflows (
@@ -154,6 +159,12 @@ impl SqliteStore {
             let runs = db
                 .execute("DELETE FROM runs WHERE created_at < ?1", [runs_before])
                 .map_err(unavailable)?;
+            db.execute(
+                "DELETE FROM fanout_pending WHERE NOT EXISTS (SELECT 1 FROM events e
+                   WHERE e.connection_id = fanout_pending.connection_id AND e.event_id = fanout_pending.event_id)",
+                [],
+            )
+            .map_err(unavailable)?;
             Ok((events, runs))
         })
         .await
@@ -419,7 +430,41 @@ impl EventStore for SqliteStore {
                 )
                 .and_then(|mut insert| insert.execute(params![conn, id, ty, created, record]))
                 .map_err(unavailable)?;
-            Ok(if n == 0 { InsertOutcome::Duplicate } else { InsertOutcome::Inserted })
+            if n == 0 {
+                return Ok(InsertOutcome::Duplicate);
+            }
+            // The outbox: in the event's own transaction, so an event is
+            // never stored without its fan-out owed (what the stream is in AWS).
+            db.prepare_cached(
+                "INSERT OR IGNORE INTO fanout_pending (connection_id, event_id, stored_at)
+                 VALUES (?1, ?2, (SELECT COALESCE(MAX(stored_at), 0) + 1 FROM fanout_pending))",
+            )
+            .and_then(|mut insert| insert.execute(params![conn, id]))
+            .map_err(unavailable)?;
+            Ok(InsertOutcome::Inserted)
+        })
+        .await
+    }
+
+    async fn unfanned_events(&self, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.many(
+            "SELECT e.record FROM fanout_pending p
+             JOIN events e ON e.connection_id = p.connection_id AND e.event_id = p.event_id
+             ORDER BY p.stored_at LIMIT ?1",
+            vec![(limit as i64).into()],
+        )
+        .await
+    }
+
+    async fn mark_fanned_out(&self, connection_id: &str, event_id: &str) -> Result<(), StoreError> {
+        let (conn, id) = (connection_id.to_string(), event_id.to_string());
+        self.write(move |db| {
+            db.prepare_cached(
+                "DELETE FROM fanout_pending WHERE connection_id = ?1 AND event_id = ?2",
+            )
+            .and_then(|mut delete| delete.execute(params![conn, id]))
+            .map_err(unavailable)?;
+            Ok(())
         })
         .await
     }
@@ -673,10 +718,10 @@ impl RunStore for SqliteStore {
         .await
     }
 
-    async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError> {
+    async fn due_runs(&self, from: i64, until: i64, limit: usize) -> Result<Vec<Run>, StoreError> {
         self.many(
-            "SELECT record FROM runs WHERE due_at IS NOT NULL AND due_at <= ?1 ORDER BY due_at, created_at LIMIT ?2",
-            vec![now.into(), (limit as i64).into()],
+            "SELECT record FROM runs WHERE due_at IS NOT NULL AND due_at BETWEEN ?1 AND ?2 ORDER BY due_at, created_at LIMIT ?3",
+            vec![from.into(), until.into(), (limit as i64).into()],
         )
         .await
     }

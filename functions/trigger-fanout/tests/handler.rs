@@ -1,6 +1,7 @@
 //! The fan-out function fed DynamoDB Stream batches from events/: new event
-//! items start their workflows once; other items are passed; a record whose
-//! fan-out fails is reported for retry by its sequence number.
+//! items get their runs, made once and queued (fan-out itself never calls a
+//! target or Stripe); other items are passed; a record whose fan-out fails
+//! is reported for retry by its sequence number.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::Event;
 use connector_core::adapters::dynamo::DynamoStore;
+use connector_core::adapters::local_queue::LocalQueue;
 use connector_core::adapters::memory::{FixedClock, MemorySecrets, MemoryStore};
 use connector_core::app::App;
 use connector_core::config::Config;
@@ -19,6 +21,8 @@ use connector_core::ports::{
     ConnectionStore, EventStore, RunQuery, RunStore, SecretStore, WorkflowStore,
 };
 use connector_core::stripe::StripeSettings;
+use connector_core::workflow::engine::{Engine, Outcome};
+use connector_core::workflow::run::RunStatus;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -38,15 +42,18 @@ fn fixture(name: &str) -> Value {
     .unwrap()
 }
 
-async fn app(stripe_base: &str) -> (App, Arc<MemoryStore>) {
+async fn app(stripe_base: &str) -> (App, Arc<MemoryStore>, Arc<LocalQueue>) {
     let store = Arc::new(MemoryStore::default());
     let secrets = Arc::new(MemorySecrets::default());
+    let clock = Arc::new(FixedClock::at(T + 10));
+    let queue = LocalQueue::new(clock.clone());
     let app = App::new(
         Config::from_lookup(|_| None).unwrap(),
         store.clone(),
         secrets.clone(),
-        Arc::new(FixedClock::at(T + 10)),
+        clock,
     )
+    .with_queue(queue.clone())
     .with_stripe_settings(StripeSettings {
         api_base: stripe_base.to_string(),
         max_retries: 0,
@@ -100,7 +107,7 @@ async fn app(stripe_base: &str) -> (App, Arc<MemoryStore>) {
         })
         .await
         .unwrap();
-    (app, store)
+    (app, store, queue)
 }
 
 /// The event item of a batch, as ingest stored it (the engine reads it back).
@@ -129,7 +136,7 @@ async fn a_new_event_runs_its_workflow_once_even_when_the_batch_is_redelivered()
         )
         .mount(&stripe)
         .await;
-    let (app, store) = app(&stripe.uri()).await;
+    let (app, store, queue) = app(&stripe.uri()).await;
     let batch = fixture("stream_new_event.json");
     store_event_of(&store, &batch).await;
     let event: Event = serde_json::from_value(batch).unwrap();
@@ -137,6 +144,16 @@ async fn a_new_event_runs_its_workflow_once_even_when_the_batch_is_redelivered()
         let response = process_stream(&app, event.clone()).await;
         assert!(response.batch_item_failures.is_empty());
     }
+    assert!(
+        stripe.received_requests().await.unwrap().is_empty(),
+        "fan-out only makes and queues runs"
+    );
+    assert_eq!(queue.len(), 2, "each delivery of the batch queues the run");
+    let done = Engine::new(&app, "exec").work_ready(&queue).await;
+    assert_eq!(
+        done.iter().map(|(_, o)| o.clone()).collect::<Vec<_>>(),
+        [Outcome::Finished(RunStatus::Succeeded), Outcome::Skipped]
+    );
     assert_eq!(
         stripe.received_requests().await.unwrap().len(),
         1,
@@ -172,11 +189,12 @@ async fn only_inserted_event_items_fan_out() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "in_1"})))
         .mount(&stripe)
         .await;
-    let (app, store) = app(&stripe.uri()).await;
+    let (app, store, queue) = app(&stripe.uri()).await;
     let batch = fixture("stream_mixed_batch.json");
     store_event_of(&store, &batch).await;
     let response = process_stream(&app, serde_json::from_value(batch).unwrap()).await;
     assert!(response.batch_item_failures.is_empty());
+    assert_eq!(queue.len(), 1);
     // The run item and the MODIFY are passed; the INSERT of the event makes one run.
     assert_eq!(
         store
@@ -193,26 +211,15 @@ async fn only_inserted_event_items_fan_out() {
             .len(),
         1
     );
-    assert_eq!(stripe.received_requests().await.unwrap().len(), 1);
+    assert!(stripe.received_requests().await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_fan_out_is_reported_by_sequence_number() {
-    // The event was too large to store, and Stripe cannot be reached to fetch it.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let (app, store) = app(&format!("http://127.0.0.1:{closed}")).await;
-    let mut batch = fixture("stream_mixed_batch.json");
-    for record in batch["Records"].as_array_mut().unwrap() {
-        let image = &mut record["dynamodb"]["NewImage"];
-        if image["kind"]["S"] == "event" {
-            image.as_object_mut().unwrap().remove("body");
-            image["body_omitted"] = json!({"BOOL": true});
-        }
-    }
+    // The run queue cannot be reached.
+    let (app, store, _) = app("http://127.0.0.1:9").await;
+    let app = app.with_queue(Arc::new(connector_core::adapters::sqs::Unconfigured));
+    let batch = fixture("stream_mixed_batch.json");
     store_event_of(&store, &batch).await;
     let response = process_stream(&app, serde_json::from_value(batch).unwrap()).await;
     let failed: Vec<Option<String>> = response

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use connector_core::adapters::local_queue::LocalQueue;
 use connector_core::adapters::memory::{FixedClock, MemorySecrets, MemoryStore};
 use connector_core::api::{self, Routes};
 use connector_core::app::App;
@@ -28,6 +29,7 @@ struct Env {
     stripe: MockServer,
     secrets: Arc<MemorySecrets>,
     store: Arc<MemoryStore>,
+    queue: Arc<LocalQueue>,
 }
 
 async fn env() -> Env {
@@ -59,13 +61,16 @@ async fn env() -> Env {
         .await;
     let store = Arc::new(MemoryStore::default());
     let secrets = Arc::new(MemorySecrets::default());
+    let clock = Arc::new(FixedClock::at(1_900_000_000));
+    let queue = LocalQueue::new(clock.clone());
     let app = App::new(
         Config::from_lookup(|k| (k == "CONNECTOR_ALLOW_PRIVATE_TARGETS").then(|| "true".into()))
             .unwrap(),
         store.clone(),
         secrets.clone(),
-        Arc::new(FixedClock::at(1_900_000_000)),
+        clock,
     )
+    .with_queue(queue.clone())
     .with_stripe_settings(StripeSettings {
         api_base: stripe.uri(),
         initial_backoff: Duration::from_millis(1),
@@ -77,10 +82,18 @@ async fn env() -> Env {
         stripe,
         secrets,
         store,
+        queue,
     }
 }
 
 impl Env {
+    /// Fan-out, then the executor on what it queued.
+    async fn fan_out(&self, event: &StoredEvent) {
+        let engine = Engine::new(&self.app, "w");
+        engine.fan_out(event).await.unwrap();
+        engine.work_ready(&self.queue).await;
+    }
+
     async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
         let req = http::Request::builder()
             .method(method)
@@ -362,7 +375,7 @@ async fn runs_are_listed_with_their_state() {
         expires_at: 2,
     };
     env.store.insert_event(&event).await.unwrap();
-    Engine::new(&env.app, "w").fan_out(&event).await.unwrap();
+    env.fan_out(&event).await;
     let (status, runs) = env
         .call(
             "GET",
@@ -409,7 +422,7 @@ async fn a_replay_runs_the_event_again_as_new_runs_with_new_keys() {
         body_omitted: false, received_at: 1, expires_at: 2,
     };
     env.store.insert_event(&event).await.unwrap();
-    Engine::new(&env.app, "w").fan_out(&event).await.unwrap();
+    env.fan_out(&event).await;
 
     let (status, replayed) = env
         .call(
@@ -434,13 +447,10 @@ async fn a_replay_runs_the_event_again_as_new_runs_with_new_keys() {
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{one}");
-    // The scheduler's tick carries the replays out.
-    assert_eq!(
-        connector_core::lambda::scheduler_tick(&env.app)
-            .await
-            .unwrap(),
-        json!({"due_runs": 2})
-    );
+    // The replays are queued at once; the executor carries them out.
+    let done = Engine::new(&env.app, "w").work_ready(&env.queue).await;
+    assert_eq!(done.len(), 2, "{done:?}");
+    assert!(done.iter().all(|(r, _)| r.run_key.contains("#rpl_")));
 
     let finalizes: Vec<String> = env
         .stripe
@@ -671,7 +681,7 @@ async fn a_test_run_has_its_own_webhook_id() {
         expires_at: 2,
     };
     env.store.insert_event(&event).await.unwrap();
-    Engine::new(&env.app, "w").fan_out(&event).await.unwrap();
+    env.fan_out(&event).await;
     let (status, out) = env
         .call(
             "POST",

@@ -18,9 +18,10 @@ use serde_json::Value;
 
 use crate::model::{Connection, InsertOutcome, StoredEvent, Workflow};
 use crate::ports::{
-    ConnectionStore, EventQuery, EventStore, MAX_RUNS_SCANNED, RunCursor, RunPage, RunQuery,
-    RunStore, StoreError, WorkflowStore, page_runs,
+    ConnectionStore, EventQuery, EventStore, GateStore, MAX_RUNS_SCANNED, RunCursor, RunPage,
+    RunQuery, RunStore, StoreError, WorkflowStore, page_runs,
 };
+use crate::workflow::breaker::Breaker;
 use crate::workflow::run::Run;
 
 /// Bodies are stored deflated (`body_z`): a typical 2–4 KB Stripe event
@@ -754,21 +755,184 @@ impl RunStore for DynamoStore {
         .await
     }
 
-    async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError> {
+    async fn due_runs(&self, from: i64, until: i64, limit: usize) -> Result<Vec<Run>, StoreError> {
         let page = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(GSI1)
-            .key_condition_expression("gsi1pk = :p AND gsi1sk <= :t")
+            .key_condition_expression("gsi1pk = :p AND gsi1sk BETWEEN :f AND :t")
             .expression_attribute_values(":p", s(DUE_INDEX_PK))
-            // Every key due at `now` sorts before "{now}#~" ('~' follows id characters).
-            .expression_attribute_values(":t", s(format!("{}~", sort_time(now, ""))))
+            .expression_attribute_values(":f", s(sort_time(from, "")))
+            // Every key due at `until` sorts before "{until}#~" ('~' follows id characters).
+            .expression_attribute_values(":t", s(format!("{}~", sort_time(until, ""))))
             .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
             .send()
             .await
             .map_err(sdk_error)?;
         page.items().iter().map(from_record).collect()
+    }
+}
+
+fn gate_pk(key: &str) -> String {
+    format!("GATE#{key}")
+}
+
+/// Gates: small items under `GATE#{key}`, each with a TTL, so none outlives
+/// its use. A rate window is one counter item per second (one conditional
+/// `ADD` per Stripe call, no read); a target slot is a lease item; a breaker
+/// and a mark are one versioned item each.
+#[async_trait]
+impl GateStore for DynamoStore {
+    async fn count_in_window(
+        &self,
+        key: &str,
+        window: i64,
+        limit: u32,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(gate_pk(key)))
+            .key("sk", s(format!("W#{window}")))
+            .update_expression("ADD uses :one SET expires_at = :ttl")
+            .condition_expression("attribute_not_exists(uses) OR uses < :limit")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(i64::from(limit)))
+            .expression_attribute_values(":ttl", n(window + 3600))
+            .send()
+            .await;
+        updated(result)
+    }
+
+    async fn take_slot(
+        &self,
+        key: &str,
+        slots: u32,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<u32>, StoreError> {
+        // From a random slot, so takers do not all contend for slot 0.
+        let start = rand::random::<u32>() % slots.max(1);
+        for i in 0..slots {
+            let slot = (start + i) % slots;
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(gate_pk(key)))
+                .key("sk", s(format!("SLOT#{slot}")))
+                .update_expression(
+                    "SET slot_owner = :owner, slot_until = :until, expires_at = :ttl",
+                )
+                .condition_expression(
+                    "attribute_not_exists(slot_until) OR slot_until < :now OR slot_owner = :owner",
+                )
+                .expression_attribute_values(":owner", s(owner))
+                .expression_attribute_values(":until", n(until))
+                .expression_attribute_values(":now", n(now))
+                .expression_attribute_values(":ttl", n(until + 3600))
+                .send()
+                .await;
+            if updated(result)? {
+                return Ok(Some(slot));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn release_slot(&self, key: &str, slot: u32, owner: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(gate_pk(key)))
+            .key("sk", s(format!("SLOT#{slot}")))
+            .condition_expression("slot_owner = :owner")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Taken over after its lease ran out: nothing to give back.
+            Err(e)
+                if e.as_service_error().is_some_and(
+                    aws_sdk_dynamodb::operation::delete_item::DeleteItemError::is_conditional_check_failed_exception,
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    async fn get_breaker(&self, key: &str) -> Result<Option<Breaker>, StoreError> {
+        self.get_item(gate_pk(key), "BREAKER".into())
+            .await?
+            .map(|i| from_record(&i))
+            .transpose()
+    }
+
+    async fn save_breaker(&self, key: &str, breaker: &Breaker) -> Result<(), StoreError> {
+        let item = HashMap::from([
+            ("pk".into(), s(gate_pk(key))),
+            ("sk".into(), s("BREAKER")),
+            ("version".into(), version(breaker.version)),
+            ("record".into(), record(breaker)?),
+            (
+                "expires_at".into(),
+                n(crate::ports::Clock::now(&crate::ports::SystemClock)
+                    + crate::service::ingest::EVENT_RETENTION_SECS),
+            ),
+        ]);
+        let written = if breaker.version <= 1 {
+            self.conditional_put(item, "attribute_not_exists(pk)", None)
+                .await?
+        } else {
+            self.conditional_put(
+                item,
+                "version = :v",
+                Some((":v", version(breaker.version - 1))),
+            )
+            .await?
+        };
+        if written {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+
+    async fn get_mark(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .get_item(gate_pk("MARK"), name.into())
+            .await?
+            .and_then(|i| get_n(&i, "mark")))
+    }
+
+    async fn set_mark(
+        &self,
+        name: &str,
+        expected: Option<i64>,
+        value: i64,
+    ) -> Result<bool, StoreError> {
+        let item = HashMap::from([
+            ("pk".into(), s(gate_pk("MARK"))),
+            ("sk".into(), s(name)),
+            ("mark".into(), n(value)),
+        ]);
+        match expected {
+            None => {
+                self.conditional_put(item, "attribute_not_exists(pk)", None)
+                    .await
+            }
+            Some(old) => {
+                self.conditional_put(item, "mark = :old", Some((":old", n(old))))
+                    .await
+            }
+        }
     }
 }
 

@@ -234,10 +234,10 @@ impl RunStore for MemoryStore {
         Ok(page_runs(all, query, false))
     }
 
-    async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError> {
+    async fn due_runs(&self, from: i64, until: i64, limit: usize) -> Result<Vec<Run>, StoreError> {
         let mut due: Vec<Run> = lock(&self.runs)
             .values()
-            .filter(|r| r.due_at().is_some_and(|at| at <= now))
+            .filter(|r| r.due_at().is_some_and(|at| (from..=until).contains(&at)))
             .cloned()
             .collect();
         due.sort_by_key(|r| (r.due_at(), r.created_at));

@@ -5,9 +5,12 @@
 
 pub mod cached_secrets;
 pub mod dynamo;
+pub mod local_queue;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
+pub mod memory_gates;
 pub mod secrets_manager;
+pub mod sqs;
 
 /// Newest first by (`created`, `event_id`); events after `starting_after`.
 /// Shared by every store that pages in memory (the embedded one too).

@@ -7,7 +7,7 @@ use crate::app::App;
 use crate::catalog::{self, InvalidInput};
 use crate::ids::{self, ConnectionId, EventId, WorkflowId};
 use crate::model::StoredEvent;
-use crate::ports::EventQuery;
+use crate::ports::{EventQuery, RunRef};
 use crate::workflow::engine::Engine;
 use crate::workflow::run::Run;
 
@@ -57,8 +57,7 @@ pub async fn get(app: &App, conn: &ConnectionId, id: &EventId) -> Result<StoredE
 
 /// Runs a stored event again as new runs — for every enabled workflow it
 /// matches, or for the one named. Each replay is a new try (its own
-/// idempotency keys and target message id). The runs are due at once: the
-/// scheduler (the dev server's timer) carries them out.
+/// idempotency keys and target message id). The runs are queued at once.
 pub async fn replay(
     app: &App,
     conn: &ConnectionId,
@@ -111,6 +110,12 @@ pub async fn replay(
         run.replay = Some(ids::new_id("rpl_"));
         app.runs.create_run(&run).await?;
         made.push(run);
+    }
+    // Queued at once; should this fail, the runs are due and the
+    // scheduler's overdue sweep queues them.
+    let refs: Vec<RunRef> = made.iter().map(RunRef::of).collect();
+    if let Err(e) = app.queue.send(&refs, 0).await {
+        tracing::warn!(connection = %conn, event_id = %event_id, error = %e, "replayed runs not queued; the scheduler queues them");
     }
     tracing::info!(connection = %conn, event_id = %event_id, runs = made.len(), "event replayed");
     Ok(made)

@@ -35,7 +35,13 @@ pub enum StripeError {
         request_id: Option<String>,
         /// Stripe's own verdict on retrying (`Stripe-Should-Retry`), if given.
         should_retry: Option<bool>,
+        /// How long Stripe asked to wait (`Retry-After`), if it said.
+        retry_after: Option<std::time::Duration>,
     },
+    /// The connection's own Stripe rate budget is spent for now: the call
+    /// was not sent. Try again after the duration.
+    #[error("the connection's Stripe request budget is used up; try again in {0:?}")]
+    Budget(std::time::Duration),
     /// Stripe (or a proxy in front of it) answered with a body that is not
     /// Stripe's JSON: an HTML 502, a truncated body.
     #[error("unreadable answer from Stripe (HTTP {status}): {message}")]
@@ -68,6 +74,21 @@ impl StripeError {
         }
     }
 
+    /// Stripe said too many requests (429), or the budget held the call
+    /// back: wait, do not count it as a failure. The wait, when known.
+    pub fn rate_limited(&self) -> Option<Option<std::time::Duration>> {
+        match self {
+            Self::Api {
+                status: 429,
+                retry_after,
+                ..
+            } => Some(*retry_after),
+            Self::Decode { status: 429, .. } => Some(None),
+            Self::Budget(wait) => Some(Some(*wait)),
+            _ => None,
+        }
+    }
+
     pub fn api_error(&self) -> Option<&StripeApiError> {
         match self {
             Self::Api { error, .. } => Some(error),
@@ -86,7 +107,7 @@ impl StripeError {
                 ..
             } => should_retry.unwrap_or(matches!(status, 409 | 429 | 500..=599)),
             Self::Decode { status, .. } => *status >= 500 || *status == 429,
-            Self::Timeout(_) | Self::Transport(_) => true,
+            Self::Timeout(_) | Self::Transport(_) | Self::Budget(_) => true,
             Self::InvalidRequest(_) => false,
         }
     }

@@ -72,6 +72,15 @@ pub struct StripeClient {
     key: SecretString,
     api_version: String,
     account: Option<String>,
+    pacer: Option<Arc<dyn Pacer>>,
+}
+
+/// Holds each request back until the account's rate budget allows it
+/// (shared by every executor), or refuses it with [`StripeError::Budget`].
+#[async_trait::async_trait]
+pub trait Pacer: Send + Sync {
+    /// Waits for a slot; `search`: the search endpoints' own, smaller limit.
+    async fn pace(&self, search: bool) -> Result<(), StripeError>;
 }
 
 impl std::fmt::Debug for StripeClient {
@@ -103,7 +112,14 @@ impl StripeClient {
             key,
             api_version: DEFAULT_API_VERSION.to_string(),
             account: None,
+            pacer: None,
         }
+    }
+
+    /// Paces every request (each retry too) through `pacer`.
+    pub fn with_pacer(mut self, pacer: Arc<dyn Pacer>) -> Self {
+        self.pacer = Some(pacer);
+        self
     }
 
     /// Pins `Stripe-Version` for every request of this client.
@@ -167,8 +183,12 @@ impl StripeClient {
             url.push(if url.contains('?') { '&' } else { '?' });
             url.push_str(&encoded);
         }
+        let search = path.ends_with("/search");
         let mut retry = 0;
         loop {
+            if let Some(pacer) = &self.pacer {
+                pacer.pace(search).await?;
+            }
             let outcome = self
                 .attempt(
                     &method,
@@ -257,6 +277,7 @@ impl StripeClient {
                 error: env.error,
                 request_id,
                 should_retry,
+                retry_after,
             },
             Err(_) => StripeError::Decode {
                 status,

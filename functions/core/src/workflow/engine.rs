@@ -3,30 +3,52 @@
 //! write; a run is executed under a lease, saving after every step, so a
 //! redelivered batch, a second worker or a retry never repeats a side effect.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::breaker::{Admission, BreakerPolicy, Transition};
 use super::run::{
     Failure, RetryPolicy, Run, RunStatus, StepRecord, TransitionError, classify_action_error,
     classify_delivery,
 };
-use super::{filter, signing, step_idempotency_key, template};
+use super::{filter, limits, signing, step_idempotency_key, template};
 use crate::actions;
+use crate::adapters::local_queue::LocalQueue;
 use crate::app::App;
 use crate::catalog;
 use crate::model::{Connection, ConnectionSecrets, StoredEvent, Workflow};
-use crate::ports::StoreError;
+use crate::ports::{MAX_QUEUE_DELAY, QueueError, RunRef, StoreError};
 
 /// How long a worker holds a run before another may take it over.
 pub const LEASE_SECS: i64 = 300;
 /// A target has this long to answer.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
+/// The scheduler queues runs falling due this far ahead (under SQS's
+/// 15-minute delay, with a minute to spare for a late tick).
+pub const SCHEDULE_AHEAD: i64 = 840;
+const SCHEDULE_PAGE: usize = 1000;
+const SCHEDULE_PAGES: usize = 10;
+/// A run due this long ago without a worker lost its message: queued again.
+pub const OVERDUE_AFTER: i64 = 1800;
+const OVERDUE_PAGE: usize = 100;
+/// The store mark of how far ahead the scheduler has queued.
+pub const SCHEDULER_HORIZON: &str = "scheduler_horizon";
+/// A message received more often than this marks its run stuck (SQS moves
+/// it to the dead-letter queue one receive later).
+pub const STUCK_AFTER_RECEIVES: u32 = 5;
+/// A 429 without `Retry-After` puts the run back for this many seconds.
+const RATE_LIMIT_BACKOFF: i64 = 2;
+/// A wait this long is written on the run (its API shows why it waits).
+const POSTPONE_RECORDED_AFTER: i64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
 }
 
 /// What became of one run execution.
@@ -36,6 +58,51 @@ pub enum Outcome {
     Finished(RunStatus),
     /// Another worker holds it, it is finished, or it is not due.
     Skipped,
+    /// The limits said not now (Stripe's budget or 429, the target's
+    /// breaker or cap): queued again for this time, no attempt spent.
+    Deferred(i64),
+}
+
+/// Why an attempt stopped short of success.
+enum AttemptError {
+    /// Another worker took the run over.
+    LeaseLost,
+    Fail(Failure),
+    /// Not the run's fault: try again at `until` without counting this.
+    Defer {
+        until: i64,
+        reason: String,
+    },
+}
+
+impl From<Failure> for AttemptError {
+    fn from(f: Failure) -> Self {
+        Self::Fail(f)
+    }
+}
+
+/// May a delivery go?
+enum Gate {
+    Go(Option<Slot>),
+    Wait { until: i64, reason: String },
+}
+
+/// A slot of a target's concurrency cap, held for one delivery.
+struct Slot {
+    key: String,
+    slot: u32,
+    owner: String,
+}
+
+/// Whether a delivery's result says the target is unwell: no answer, a
+/// 5xx, 429 or 408. A 4xx is the target's considered answer.
+fn breaker_failure(status: Option<u16>) -> bool {
+    matches!(status, None | Some(408 | 429 | 500..=599))
+}
+
+/// Seconds from `now` to `at`, as a queue delay.
+fn delay_until(at: i64, now: i64) -> u32 {
+    u32::try_from((at - now).clamp(0, i64::from(MAX_QUEUE_DELAY))).unwrap_or(0)
 }
 
 /// A run's workflow and event, with the event's JSON.
@@ -51,6 +118,7 @@ pub struct Engine<'a> {
     app: &'a App,
     worker: String,
     policy: RetryPolicy,
+    breaker_policy: BreakerPolicy,
 }
 
 impl<'a> Engine<'a> {
@@ -59,6 +127,7 @@ impl<'a> Engine<'a> {
             app,
             worker: worker.into(),
             policy: RetryPolicy::default(),
+            breaker_policy: BreakerPolicy::default(),
         }
     }
 
@@ -89,152 +158,311 @@ impl<'a> Engine<'a> {
             .collect())
     }
 
-    /// Creates the event's runs (at most one per workflow, however often this
-    /// is called) and executes each. Answers what each execution came to.
-    pub async fn fan_out(
-        &self,
-        event: &StoredEvent,
-    ) -> Result<Vec<(String, Outcome)>, EngineError> {
-        // An event no workflow subscribes to is neither parsed nor fetched.
+    /// Creates the event's runs — one per matching workflow, however often
+    /// this is called — then queues them all at once. Neither a target nor
+    /// Stripe is called: a stream batch takes milliseconds whatever the
+    /// targets do. Answers the runs queued.
+    ///
+    /// An event too large to store is not fetched here: each subscribed
+    /// workflow gets a run, and the executor, which fetches the event,
+    /// applies the filter (a run whose filter does not hold succeeds as
+    /// skipped).
+    pub async fn fan_out(&self, event: &StoredEvent) -> Result<Vec<RunRef>, EngineError> {
         let subscribed = self.subscribed(event).await?;
         if subscribed.is_empty() {
             return Ok(Vec::new());
         }
-        let body = self.event_body(event).await;
-        let body = match body {
-            Ok(b) => b,
-            Err(reason) => {
-                tracing::error!(connection = %event.connection_id, event_id = %event.event_id, %reason, "event body unavailable");
-                return Err(EngineError::Store(StoreError::Unavailable(reason)));
+        let matching: Vec<Workflow> = match &event.body {
+            Some(body) => {
+                let body: Value = serde_json::from_str(body).map_err(|e| {
+                    tracing::error!(connection = %event.connection_id, event_id = %event.event_id, error = %e, "stored event is not JSON");
+                    EngineError::Store(StoreError::Corrupt(format!("stored event is not JSON: {e}")))
+                })?;
+                subscribed.into_iter().filter(|w| wants(w, &body)).collect()
+            }
+            None => subscribed,
+        };
+        let now = self.app.clock.now();
+        let mut refs = Vec::with_capacity(matching.len());
+        // Every run is made before any is queued: a crash between the two
+        // leaves runs that the redelivered batch (or the dev server's
+        // outbox) queues; none is ever missing.
+        for workflow in &matching {
+            let run = Run::new(&event.connection_id, &event.event_id, &workflow.id, now);
+            if self.app.runs.create_run(&run).await? {
+                tracing::info!(connection = %event.connection_id, event_id = %event.event_id, workflow = %workflow.id, "run created");
+            }
+            // Made by an earlier try of this batch or not: queued again, and
+            // an executor skips it if it is finished.
+            refs.push(RunRef::of(&run));
+        }
+        self.app.queue.send(&refs, 0).await?;
+        Ok(refs)
+    }
+
+    /// The scheduler's tick: queues, with a delay, every run that falls due
+    /// within the next [`SCHEDULE_AHEAD`] seconds and was not queued by an
+    /// earlier tick (the store keeps the horizon already covered); and
+    /// queues again the few runs overdue by more than [`OVERDUE_AFTER`],
+    /// whose message was lost. Answers how many runs it queued.
+    pub async fn enqueue_due(&self) -> Result<usize, EngineError> {
+        let now = self.app.clock.now();
+        let mut horizon = self.app.gates.get_mark(SCHEDULER_HORIZON).await?;
+        let until = now + SCHEDULE_AHEAD;
+        let mut queued = 0;
+        for _ in 0..SCHEDULE_PAGES {
+            let from = horizon.map_or(i64::MIN, |h| h + 1);
+            if from > until {
+                break;
+            }
+            let due = self.app.runs.due_runs(from, until, SCHEDULE_PAGE).await?;
+            let full = due.len() == SCHEDULE_PAGE;
+            let last = due.last().and_then(Run::due_at);
+            queued += self.send_delayed(&due, now).await?;
+            // Runs are sent before the horizon moves: a crash in between
+            // sends some twice (harmless), never none.
+            let covered = match (full, last) {
+                // A full page ends inside `last`'s second: that second again next time.
+                (true, Some(last)) if last > from => last - 1,
+                _ => until,
+            };
+            if !self
+                .app
+                .gates
+                .set_mark(SCHEDULER_HORIZON, horizon, covered)
+                .await?
+            {
+                // Another tick moved it: that tick covers the rest.
+                return Ok(queued);
+            }
+            horizon = Some(covered);
+            if !full {
+                break;
+            }
+        }
+        let lost = self
+            .app
+            .runs
+            .due_runs(i64::MIN, now - OVERDUE_AFTER, OVERDUE_PAGE)
+            .await?;
+        if !lost.is_empty() {
+            tracing::warn!(
+                runs = lost.len(),
+                "runs overdue by more than {OVERDUE_AFTER} s; queued again"
+            );
+        }
+        queued += self.send_delayed(&lost, now).await?;
+        Ok(queued)
+    }
+
+    /// After a restart of a host whose queue lived in its memory (the dev
+    /// server): queues every unfinished run again, each for when it is due.
+    pub async fn requeue_all(&self) -> Result<usize, EngineError> {
+        let now = self.app.clock.now();
+        let mut from = i64::MIN;
+        let mut queued = 0;
+        loop {
+            let due = self
+                .app
+                .runs
+                .due_runs(from, now + SCHEDULE_AHEAD, SCHEDULE_PAGE)
+                .await?;
+            queued += self.send_delayed(&due, now).await?;
+            match due.last().and_then(Run::due_at) {
+                Some(last) if due.len() == SCHEDULE_PAGE && last + 1 > from => from = last,
+                _ => break,
+            }
+            if from == due.first().and_then(Run::due_at).unwrap_or(from) {
+                // A whole page in one second: step past it.
+                from += 1;
+            }
+        }
+        let _ = self
+            .app
+            .gates
+            .set_mark(SCHEDULER_HORIZON, None, now + SCHEDULE_AHEAD)
+            .await;
+        Ok(queued)
+    }
+
+    /// Sends runs, each delayed until it is due (grouped by delay).
+    async fn send_delayed(&self, runs: &[Run], now: i64) -> Result<usize, EngineError> {
+        let mut by_delay: std::collections::BTreeMap<u32, Vec<RunRef>> = Default::default();
+        for run in runs {
+            let delay = run.due_at().map_or(0, |at| delay_until(at, now));
+            by_delay.entry(delay).or_default().push(RunRef::of(run));
+        }
+        for (delay, refs) in &by_delay {
+            self.app.queue.send(refs, *delay).await?;
+        }
+        Ok(runs.len())
+    }
+
+    /// Queues the run again for `at`, when that is within a queue's delay;
+    /// later ones wait in the due index for the scheduler.
+    async fn requeue_at(&self, run: &RunRef, at: i64) -> Result<(), EngineError> {
+        let now = self.app.clock.now();
+        if at - now <= i64::from(MAX_QUEUE_DELAY) {
+            self.app
+                .queue
+                .send(std::slice::from_ref(run), delay_until(at, now))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One queue message: marks the run stuck when the message came back
+    /// more than [`STUCK_AFTER_RECEIVES`] times (every earlier try crashed
+    /// or timed out), else executes it. An error leaves the message for
+    /// another try.
+    pub async fn handle_message(
+        &self,
+        run: &RunRef,
+        receives: u32,
+    ) -> Result<Outcome, EngineError> {
+        if receives > STUCK_AFTER_RECEIVES {
+            return self.mark_stuck(run, receives).await;
+        }
+        self.execute(run).await
+    }
+
+    /// Carries out every message of an in-process queue visible now, in
+    /// order (tests and one-shot tools; the dev server's workers wait on
+    /// the queue instead). A message whose run could not be carried on
+    /// goes back, visible again after 30 s, as SQS would return it.
+    pub async fn work_ready(&self, queue: &LocalQueue) -> Vec<(RunRef, Outcome)> {
+        let mut out = Vec::new();
+        // Bounded: a run put back at once forever must not spin here.
+        for _ in 0..10_000 {
+            let Some(message) = queue.try_recv() else {
+                break;
+            };
+            match self.handle_message(&message.run, message.receives).await {
+                Ok(outcome) => out.push((message.run, outcome)),
+                Err(e) => {
+                    tracing::warn!(error = %e, event_id = %message.run.event_id, "run not carried on; its message comes back");
+                    if let Err(e) = queue.put(message, 30) {
+                        tracing::error!(error = %e, "message not put back");
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    async fn mark_stuck(&self, r: &RunRef, receives: u32) -> Result<Outcome, EngineError> {
+        let Some(mut run) = self
+            .app
+            .runs
+            .get_run(&r.connection_id, &r.event_id, &r.run_key)
+            .await?
+        else {
+            return Ok(Outcome::Skipped);
+        };
+        let before = run.version;
+        let reason = format!(
+            "its queue message was received {receives} times without the run finishing (the executor crashed or timed out each time); replay the event to run it again"
+        );
+        if run.mark_stuck(reason, self.app.clock.now()).is_err() {
+            return Ok(Outcome::Skipped);
+        }
+        match self.app.runs.save_run(&run, before).await {
+            Ok(()) => {
+                tracing::error!(connection = %r.connection_id, event_id = %r.event_id, workflow = %run.workflow_id, receives, "run stuck");
+                Ok(Outcome::Finished(RunStatus::Stuck))
+            }
+            Err(StoreError::Conflict) => Ok(Outcome::Skipped),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Claims one run and carries it as far as it goes now. A run not due
+    /// yet (or leased to a live worker) is queued again for when it is; a
+    /// target whose breaker is open or whose slots are all taken puts the
+    /// run back without spending an attempt.
+    pub async fn execute(&self, r: &RunRef) -> Result<Outcome, EngineError> {
+        let Some(mut run) = self
+            .app
+            .runs
+            .get_run(&r.connection_id, &r.event_id, &r.run_key)
+            .await?
+        else {
+            return Ok(Outcome::Skipped);
+        };
+        let now = self.app.clock.now();
+        let max = self.policy.max_attempts();
+        match run.clone().claim(&self.worker, now, LEASE_SECS, max) {
+            Err(TransitionError::NotDue(at) | TransitionError::Leased(at)) => {
+                self.requeue_at(r, at).await?;
+                return Ok(Outcome::Skipped);
+            }
+            Err(TransitionError::NotClaimable(_) | TransitionError::NotLeaseHolder) => {
+                return Ok(Outcome::Skipped);
+            }
+            Err(TransitionError::Exhausted(_)) | Ok(()) => {}
+        }
+        let loaded = self.load(&run).await;
+        // The target's limits, before an attempt is spent on it.
+        let mut slot = None;
+        if let (Ok(l), false) = (&loaded, run.delivered)
+            && let Some(target) = &l.workflow.target
+        {
+            match self.admit_target(&run, &target.url).await? {
+                Gate::Go(taken) => slot = taken,
+                Gate::Wait { until, reason } => {
+                    return self.postpone(r, run, until, reason).await;
+                }
+            }
+        }
+        let read = run.version;
+        match run.claim(&self.worker, now, LEASE_SECS, max) {
+            Ok(()) => {}
+            Err(TransitionError::Exhausted(attempts)) => {
+                tracing::warn!(connection = %run.connection_id, event_id = %run.event_id, workflow = %run.workflow_id, attempts, "run dead: attempts used up");
+                self.release(slot).await;
+                return match self.app.runs.save_run(&run, read).await {
+                    Ok(()) => Ok(Outcome::Finished(RunStatus::Dead)),
+                    Err(StoreError::Conflict) => Ok(Outcome::Skipped),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            Err(_) => {
+                self.release(slot).await;
+                return Ok(Outcome::Skipped);
+            }
+        }
+        match self.app.runs.save_run(&run, read).await {
+            Ok(()) => {}
+            Err(e) => {
+                self.release(slot).await;
+                return match e {
+                    StoreError::Conflict => Ok(Outcome::Skipped),
+                    e => Err(e.into()),
+                };
+            }
+        }
+        let result = match loaded {
+            Ok(loaded) => self.attempt(&mut run, loaded, slot).await,
+            Err(failure) => {
+                self.release(slot).await;
+                Err(AttemptError::Fail(failure))
             }
         };
         let now = self.app.clock.now();
-        let mut outcomes = Vec::new();
-        // Read once for all of the event's new runs.
-        let mut connection: Option<(Connection, ConnectionSecrets)> = None;
-        let matching = subscribed.into_iter().filter(|w| wants(w, &body));
-        for workflow in matching {
-            // Created already claimed by this worker: the conditional create
-            // is the claim, one write instead of two. Should this worker stop,
-            // the run falls due when its lease ends and the scheduler takes it.
-            let mut run = Run::new(&event.connection_id, &event.event_id, &workflow.id, now);
-            if run
-                .claim(&self.worker, now, LEASE_SECS, self.policy.max_attempts())
-                .is_err()
-            {
-                continue;
-            }
-            let id = workflow.id.clone();
-            let outcome = if self.app.runs.create_run(&run).await? {
-                tracing::info!(connection = %event.connection_id, event_id = %event.event_id, workflow = %id, "run created");
-                if connection.is_none() {
-                    connection = self.connection_of(&event.connection_id).await.ok();
-                }
-                // What fan-out holds already is not read again; without the
-                // connection the attempt reads it and reports why it failed.
-                let loaded = connection.clone().map(|(connection, secrets)| Loaded {
-                    workflow,
-                    event: event.clone(),
-                    body: body.clone(),
-                    connection,
-                    secrets,
-                });
-                self.execute_run(run, loaded, true).await?
-            } else {
-                // Made by an earlier delivery of this batch: it may still be pending.
-                self.execute(&event.connection_id, &event.event_id, &id)
-                    .await?
-            };
-            outcomes.push((id, outcome));
-        }
-        Ok(outcomes)
-    }
-
-    /// Executes every run that is due now (the retry scheduler's tick).
-    pub async fn run_due(&self, limit: usize) -> Result<Vec<Outcome>, EngineError> {
-        let now = self.app.clock.now();
-        let mut outcomes = Vec::new();
-        for run in self.app.runs.due_runs(now, limit).await? {
-            // One run the store fails on must not hold up the others: it
-            // stays due, and the next tick takes it again.
-            match self
-                .execute(&run.connection_id, &run.event_id, &run.run_key())
-                .await
-            {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(e) => {
-                    tracing::error!(connection = %run.connection_id, event_id = %run.event_id, workflow = %run.workflow_id, error = %e, "run not executed; due again next tick");
-                }
-            }
-        }
-        Ok(outcomes)
-    }
-
-    /// Claims one run and carries it as far as it goes now.
-    pub async fn execute(
-        &self,
-        connection_id: &str,
-        event_id: &str,
-        workflow_id: &str,
-    ) -> Result<Outcome, EngineError> {
-        match self
-            .app
-            .runs
-            .get_run(connection_id, event_id, workflow_id)
-            .await?
-        {
-            Some(run) => self.execute_run(run, None, false).await,
-            None => Ok(Outcome::Skipped),
-        }
-    }
-
-    async fn execute_run(
-        &self,
-        mut run: Run,
-        loaded: Option<Loaded>,
-        claimed: bool,
-    ) -> Result<Outcome, EngineError> {
-        let (connection_id, event_id, workflow_id) = (
-            run.connection_id.clone(),
-            run.event_id.clone(),
-            run.workflow_id.clone(),
-        );
-        if !claimed {
-            let read = run.version;
-            match run.claim(
-                &self.worker,
-                self.app.clock.now(),
-                LEASE_SECS,
-                self.policy.max_attempts(),
-            ) {
-                Ok(()) => {}
-                Err(TransitionError::Exhausted(attempts)) => {
-                    tracing::warn!(connection = %run.connection_id, event_id = %run.event_id, workflow = %run.workflow_id, attempts, "run dead: attempts used up");
-                    return match self.app.runs.save_run(&run, read).await {
-                        Ok(()) => Ok(Outcome::Finished(RunStatus::Dead)),
-                        Err(StoreError::Conflict) => Ok(Outcome::Skipped),
-                        Err(e) => Err(e.into()),
-                    };
-                }
-                Err(_) => return Ok(Outcome::Skipped),
-            }
-            match self.app.runs.save_run(&run, read).await {
-                Ok(()) => {}
-                Err(StoreError::Conflict) => return Ok(Outcome::Skipped),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let result = self.attempt(&mut run, loaded).await;
-        let now = self.app.clock.now();
         let before = run.version;
+        let deferred = matches!(result, Err(AttemptError::Defer { .. }));
         let transition = match result {
             Ok(()) => run.succeed(&self.worker, now),
-            Err(Some(failure)) => {
+            Err(AttemptError::Fail(failure)) => {
                 let unit = rand::random::<f64>() * 2.0 - 1.0;
                 run.fail(&self.worker, failure, now, &self.policy, unit)
             }
+            Err(AttemptError::Defer { until, reason }) => {
+                tracing::info!(connection = %run.connection_id, event_id = %run.event_id, workflow = %run.workflow_id, until, %reason, "run put back without spending an attempt");
+                run.defer(&self.worker, until, reason, now)
+            }
             // The lease was lost mid-run: the new holder finishes it.
-            Err(None) => return Ok(Outcome::Skipped),
+            Err(AttemptError::LeaseLost) => return Ok(Outcome::Skipped),
         };
         if transition.is_err() {
             return Ok(Outcome::Skipped);
@@ -245,28 +473,175 @@ impl<'a> Engine<'a> {
             Err(e) => return Err(e.into()),
         }
         tracing::info!(
-            connection = %connection_id, %event_id, workflow = %workflow_id, status = ?run.status,
+            connection = %run.connection_id, event_id = %run.event_id, workflow = %run.workflow_id, status = ?run.status,
             attempts = run.attempts, error = run.last_error.as_deref(), "run attempt finished"
         );
+        // Saved first, then queued: if queueing fails, this message is
+        // tried again, finds the run not due and queues it then.
+        if let Some(at) = run.due_at() {
+            self.requeue_at(r, at).await?;
+            if deferred {
+                return Ok(Outcome::Deferred(at));
+            }
+        }
         Ok(Outcome::Finished(run.status))
     }
 
+    /// Leaves a run that may not go now (its target's breaker is open or
+    /// its slots are taken) for `until`: recorded on the run when the wait
+    /// is long enough to show (the due index then says when), queued again.
+    async fn postpone(
+        &self,
+        r: &RunRef,
+        mut run: Run,
+        until: i64,
+        reason: String,
+    ) -> Result<Outcome, EngineError> {
+        let now = self.app.clock.now();
+        if until - now >= POSTPONE_RECORDED_AFTER && run.status != RunStatus::Running {
+            let before = run.version;
+            run.next_attempt_at = Some(until);
+            run.last_error = Some(reason);
+            run.version += 1;
+            run.updated_at = now;
+            match self.app.runs.save_run(&run, before).await {
+                Ok(()) => {}
+                Err(StoreError::Conflict) => return Ok(Outcome::Skipped),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.requeue_at(r, until).await?;
+        Ok(Outcome::Deferred(until))
+    }
+
+    /// Whether a delivery to `url` may go now: its breaker, then a slot of
+    /// its concurrency cap.
+    async fn admit_target(&self, run: &Run, url: &str) -> Result<Gate, EngineError> {
+        let key = limits::target_key(&run.connection_id, url);
+        let now = self.app.clock.now();
+        let mut breaker = self.app.gates.get_breaker(&key).await?.unwrap_or_default();
+        match breaker.admit(&self.worker, now, &self.breaker_policy) {
+            Admission::Go => {}
+            Admission::Wait(until) => {
+                return Ok(Gate::Wait {
+                    until,
+                    reason: format!(
+                        "the target failed repeatedly; its circuit is open until {until}"
+                    ),
+                });
+            }
+            Admission::Probe => match self.app.gates.save_breaker(&key, &breaker).await {
+                Ok(()) => {
+                    tracing::info!(connection = %run.connection_id, workflow = %run.workflow_id, "target circuit half-open: probing");
+                }
+                // Another worker took the probe.
+                Err(StoreError::Conflict) => {
+                    return Ok(Gate::Wait {
+                        until: now + 1,
+                        reason: "the target's circuit is being probed".into(),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            },
+        }
+        let owner = format!("{}/{}", self.worker, uuid::Uuid::new_v4());
+        let until = now + i64::try_from(DELIVERY_TIMEOUT.as_secs()).unwrap_or(15) + 15;
+        match self
+            .app
+            .gates
+            .take_slot(&key, self.app.config.target_concurrency, &owner, now, until)
+            .await?
+        {
+            Some(slot) => Ok(Gate::Go(Some(Slot { key, slot, owner }))),
+            None => Ok(Gate::Wait {
+                until: now + 1,
+                reason: "the target has as many deliveries in flight as it may".into(),
+            }),
+        }
+    }
+
+    async fn release(&self, slot: Option<Slot>) {
+        if let Some(Slot { key, slot, owner }) = slot
+            && let Err(e) = self.app.gates.release_slot(&key, slot, &owner).await
+        {
+            // Its lease ends by itself.
+            tracing::warn!(error = %e, "could not give a target slot back");
+        }
+    }
+
+    /// Records a delivery's outcome in the target's breaker (read fresh,
+    /// written on its version; one more try on a conflict).
+    async fn record_delivery_outcome(&self, run: &Run, url: &str, failed: bool) {
+        let key = limits::target_key(&run.connection_id, url);
+        for _ in 0..3 {
+            let now = self.app.clock.now();
+            let stored = match self.app.gates.get_breaker(&key).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "target breaker unreadable");
+                    return;
+                }
+            };
+            let mut breaker = stored.unwrap_or_default();
+            let transition = if failed {
+                breaker.on_failure(now, &self.breaker_policy)
+            } else {
+                breaker.on_success()
+            };
+            if !failed && transition.is_none() && breaker.failures == 0 {
+                // Closed and clean already: nothing to write.
+                return;
+            }
+            match self.app.gates.save_breaker(&key, &breaker).await {
+                Ok(()) => {
+                    match transition {
+                        Some(Transition::Opened { failures, until }) => {
+                            tracing::warn!(connection = %run.connection_id, workflow = %run.workflow_id, failures, until, "target circuit opened");
+                        }
+                        Some(Transition::Reopened { until }) => {
+                            tracing::warn!(connection = %run.connection_id, workflow = %run.workflow_id, until, "target circuit probe failed; open again");
+                        }
+                        Some(Transition::Closed) => {
+                            tracing::info!(connection = %run.connection_id, workflow = %run.workflow_id, "target circuit closed");
+                        }
+                        None => {}
+                    }
+                    return;
+                }
+                Err(StoreError::Conflict) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "target breaker not saved");
+                    return;
+                }
+            }
+        }
+    }
+
     /// One attempt: deliver to the target (once), then the steps not yet
-    /// done. `Err(None)` when the lease was lost.
-    async fn attempt(&self, run: &mut Run, loaded: Option<Loaded>) -> Result<(), Option<Failure>> {
-        let perm = |m: String| Some(Failure::Permanent(m));
+    /// done.
+    async fn attempt(
+        &self,
+        run: &mut Run,
+        loaded: Loaded,
+        slot: Option<Slot>,
+    ) -> Result<(), AttemptError> {
+        let perm = |m: String| AttemptError::Fail(Failure::Permanent(m));
         let Loaded {
             workflow,
             event,
             body,
             connection,
             secrets,
-        } = match loaded {
-            Some(l) => l,
-            None => self.load(run).await?,
-        };
+        } = loaded;
+        // Fan-out does not read events too large to store: their filter
+        // is applied here.
+        if event.body.is_none() && !wants(&workflow, &body) {
+            self.release(slot).await;
+            run.skipped = Some("the workflow's filter does not match this event".into());
+            return Ok(());
+        }
 
-        let transient = |m: String| Some(Failure::Transient(m));
+        let transient = |m: String| AttemptError::Fail(Failure::Transient(m));
         // Stripe does not order events: one older than an event this
         // workflow already acted on for the same object is skipped.
         if workflow.skip_stale {
@@ -275,9 +650,16 @@ impl<'a> Engine<'a> {
                     .app
                     .runs
                     .advance_object(&run.connection_id, &workflow.id, object_id, event.created)
-                    .await
-                    .map_err(|e| transient(format!("could not check the event's order: {e}")))?;
+                    .await;
+                let current = match current {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.release(slot).await;
+                        return Err(transient(format!("could not check the event's order: {e}")));
+                    }
+                };
                 if !current {
+                    self.release(slot).await;
                     run.skipped = Some(format!(
                         "stale: a newer event for {object_id} was already handled by this workflow"
                     ));
@@ -285,42 +667,52 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        let stripe = self.app.stripe(&secrets.api_key, &connection.api_version);
+        let stripe = self.stripe_for(&connection, &secrets);
         // The object as it is now, when the workflow asks for it.
         let current = if workflow.fetch_latest {
-            Some(self.current_object(&stripe, &body).await.map_err(Some)?)
+            match self.current_object(&stripe, &body).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    self.release(slot).await;
+                    return Err(e);
+                }
+            }
         } else {
             None
         };
 
         if let (Some(target), false) = (&workflow.target, run.delivered) {
-            let secret = target_secret(target, &workflow.id, &secrets)
-                .ok_or_else(|| perm("the target has no signing secret".into()))?;
-            // The event as Stripe sent it: fetched back from Stripe when it
-            // was too large to store, never a stub.
-            let payload = match (&current, &event.body) {
-                (Some(current), _) => json!({"event": body, "current": current}).to_string(),
-                (None, Some(stored)) => stored.clone(),
-                (None, None) => body.to_string(),
-            };
-            let status = self
-                .deliver(&target.url, secret, run, payload)
-                .await
-                .map_err(&perm)?;
+            let delivered = self
+                .deliver_step(
+                    run,
+                    target,
+                    &workflow.id,
+                    &secrets,
+                    current.as_ref(),
+                    &event,
+                    &body,
+                )
+                .await;
+            self.release(slot).await;
+            let status = delivered?;
+            self.record_delivery_outcome(run, &target.url, breaker_failure(status))
+                .await;
             if let Some(failure) = classify_delivery(status) {
-                return Err(Some(failure));
+                return Err(AttemptError::Fail(failure));
             }
             if workflow.steps.len() > run.steps.len() {
                 // Saved at once when steps follow: a failing step must not
                 // deliver again.
                 let before = run.version;
                 run.record_delivery(&self.worker, self.app.clock.now())
-                    .map_err(|_| None)?;
+                    .map_err(|_| AttemptError::LeaseLost)?;
                 self.save(run, before).await?;
             } else {
                 // Without steps the run's final save records it.
                 run.delivered = true;
             }
+        } else {
+            self.release(slot).await;
         }
 
         for (index, step) in workflow.steps.iter().enumerate().skip(run.steps.len()) {
@@ -336,8 +728,21 @@ impl<'a> Engine<'a> {
                 Err(e) if run.attempts > 1 && already_deleted(action, &e) => {
                     json!({"id": input.get("id"), "deleted": true, "already_deleted": true})
                 }
+                Err(actions::ActionError::Stripe(e)) if e.rate_limited().is_some() => {
+                    let wait = e
+                        .rate_limited()
+                        .flatten()
+                        .map_or(RATE_LIMIT_BACKOFF, |d| {
+                            i64::try_from(d.as_secs()).unwrap_or(RATE_LIMIT_BACKOFF)
+                        })
+                        .clamp(1, i64::from(MAX_QUEUE_DELAY));
+                    return Err(AttemptError::Defer {
+                        until: self.app.clock.now() + wait,
+                        reason: format!("step {index} ({}): {e}", step.action),
+                    });
+                }
                 other => other.map_err(|e| {
-                    Some(match classify_action_error(&e) {
+                    AttemptError::Fail(match classify_action_error(&e) {
                         Failure::Permanent(m) => {
                             Failure::Permanent(format!("step {index} ({}): {m}", step.action))
                         }
@@ -356,10 +761,59 @@ impl<'a> Engine<'a> {
                 result: bounded(result, MAX_STORED_RESULT),
             };
             run.record_step(&self.worker, record, self.app.clock.now())
-                .map_err(|_| None)?;
+                .map_err(|_| AttemptError::LeaseLost)?;
             self.save(run, before).await?;
         }
         Ok(())
+    }
+
+    /// The delivery of an attempt: the target's answer (`None`: none came).
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver_step(
+        &self,
+        run: &Run,
+        target: &crate::model::Target,
+        workflow_id: &str,
+        secrets: &ConnectionSecrets,
+        current: Option<&Value>,
+        event: &StoredEvent,
+        body: &Value,
+    ) -> Result<Option<u16>, AttemptError> {
+        let perm = |m: String| AttemptError::Fail(Failure::Permanent(m));
+        let secret = target_secret(target, workflow_id, secrets)
+            .ok_or_else(|| perm("the target has no signing secret".into()))?;
+        // The event as Stripe sent it: fetched back from Stripe when it
+        // was too large to store, never a stub.
+        let payload = match (current, &event.body) {
+            (Some(current), _) => json!({"event": body, "current": current}).to_string(),
+            (None, Some(stored)) => stored.clone(),
+            (None, None) => body.to_string(),
+        };
+        self.deliver(&target.url, secret, run, payload)
+            .await
+            .map_err(perm)
+    }
+
+    /// A Stripe client for the connection's steps, paced by its budget.
+    fn stripe_for(
+        &self,
+        connection: &Connection,
+        secrets: &ConnectionSecrets,
+    ) -> crate::stripe::StripeClient {
+        let budget = self.app.config.stripe_budget;
+        self.app
+            .stripe(&secrets.api_key, &connection.api_version)
+            .with_pacer(Arc::new(limits::StripeBudget {
+                gates: self.app.gates.clone(),
+                clock: self.app.clock.clone(),
+                connection_id: connection.id.clone(),
+                per_second: if connection.livemode {
+                    budget.live
+                } else {
+                    budget.test
+                },
+                search_per_second: budget.search,
+            }))
     }
 
     /// Runs a workflow once, now, on `event`, without storing a run: each
@@ -458,26 +912,23 @@ impl<'a> Engine<'a> {
     }
 
     /// What an attempt needs that fan-out did not hand over: read for a retry.
-    async fn load(&self, run: &Run) -> Result<Loaded, Option<Failure>> {
-        let transient = |e: StoreError| Some(Failure::Transient(e.to_string()));
+    async fn load(&self, run: &Run) -> Result<Loaded, Failure> {
+        let transient = |e: StoreError| Failure::Transient(e.to_string());
         let workflow = self
             .app
             .workflows
             .get_workflow(&run.connection_id, &run.workflow_id)
             .await
             .map_err(transient)?
-            .ok_or_else(|| Some(Failure::Permanent("the workflow was deleted".into())))?;
+            .ok_or_else(|| Failure::Permanent("the workflow was deleted".into()))?;
         let event = self
             .app
             .events
             .get_event(&run.connection_id, &run.event_id)
             .await
             .map_err(transient)?
-            .ok_or_else(|| Some(Failure::Permanent("the event is no longer stored".into())))?;
-        let body = self
-            .event_body(&event)
-            .await
-            .map_err(|m| Some(Failure::Transient(m)))?;
+            .ok_or_else(|| Failure::Permanent("the event is no longer stored".into()))?;
+        let body = self.event_body(&event).await.map_err(Failure::Transient)?;
         let (connection, secrets) = self.connection_of(&run.connection_id).await?;
         Ok(Loaded {
             workflow,
@@ -489,29 +940,26 @@ impl<'a> Engine<'a> {
     }
 
     /// A connection and its secrets; gone is permanent, a store failure transient.
-    async fn connection_of(
-        &self,
-        id: &str,
-    ) -> Result<(Connection, ConnectionSecrets), Option<Failure>> {
+    async fn connection_of(&self, id: &str) -> Result<(Connection, ConnectionSecrets), Failure> {
         // Both at once: one round trip instead of two.
         match tokio::join!(
             self.app.connections.get_connection(id),
             self.app.secrets.get_secrets(id),
         ) {
             (Ok(Some(c)), Ok(Some(s))) => Ok((c, s)),
-            (Ok(None), _) | (_, Ok(None)) => Err(Some(Failure::Permanent(
-                "the connection was deleted".into(),
-            ))),
-            (Err(e), _) => Err(Some(Failure::Transient(e.to_string()))),
-            (_, Err(e)) => Err(Some(Failure::Transient(e.to_string()))),
+            (Ok(None), _) | (_, Ok(None)) => {
+                Err(Failure::Permanent("the connection was deleted".into()))
+            }
+            (Err(e), _) => Err(Failure::Transient(e.to_string())),
+            (_, Err(e)) => Err(Failure::Transient(e.to_string())),
         }
     }
 
-    async fn save(&self, run: &Run, before: u64) -> Result<(), Option<Failure>> {
+    async fn save(&self, run: &Run, before: u64) -> Result<(), AttemptError> {
         match self.app.runs.save_run(run, before).await {
             Ok(()) => Ok(()),
-            Err(StoreError::Conflict) => Err(None),
-            Err(e) => Err(Some(Failure::Transient(e.to_string()))),
+            Err(StoreError::Conflict) => Err(AttemptError::LeaseLost),
+            Err(e) => Err(AttemptError::Fail(Failure::Transient(e.to_string()))),
         }
     }
 
@@ -566,7 +1014,7 @@ impl<'a> Engine<'a> {
         &self,
         stripe: &crate::stripe::StripeClient,
         body: &Value,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Value, AttemptError> {
         let object = &body["data"]["object"];
         let path = crate::catalog::object_path(
             object["object"].as_str().unwrap_or_default(),
@@ -578,8 +1026,14 @@ impl<'a> Engine<'a> {
         match stripe.get(&path, &json!({})).await {
             Ok(current) => Ok(current),
             Err(e) if e.status() == Some(404) => Ok(Value::Null),
-            Err(e) if e.is_transient() => Err(Failure::Transient(format!("fetch_latest: {e}"))),
-            Err(e) => Err(Failure::Permanent(format!("fetch_latest: {e}"))),
+            Err(e) if e.rate_limited().is_some() => Err(AttemptError::Defer {
+                until: self.app.clock.now() + RATE_LIMIT_BACKOFF,
+                reason: format!("fetch_latest: {e}"),
+            }),
+            Err(e) if e.is_transient() => {
+                Err(Failure::Transient(format!("fetch_latest: {e}")).into())
+            }
+            Err(e) => Err(Failure::Permanent(format!("fetch_latest: {e}")).into()),
         }
     }
 

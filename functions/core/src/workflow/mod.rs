@@ -4,8 +4,10 @@
 //! idempotency key of each step, and Standard Webhooks signing for targets.
 //! The stores, fan-out and retry functions build on it (issue #5).
 
+pub mod breaker;
 pub mod engine;
 pub mod filter;
+pub mod limits;
 pub mod run;
 pub mod signing;
 pub mod template;

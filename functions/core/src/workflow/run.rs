@@ -17,6 +17,9 @@ pub enum RunStatus {
     Succeeded,
     Retrying,
     Dead,
+    /// Its queue message kept failing (the executor crashed or timed out on
+    /// it every time): set aside, listable, replayable, never run again.
+    Stuck,
 }
 
 /// A finished step: its input after templates, and Stripe's answer.
@@ -153,7 +156,7 @@ impl Run {
         match self.status {
             RunStatus::Pending | RunStatus::Retrying => self.next_attempt_at,
             RunStatus::Running => self.lease_until,
-            RunStatus::Succeeded | RunStatus::Dead => None,
+            RunStatus::Succeeded | RunStatus::Dead | RunStatus::Stuck => None,
         }
     }
 
@@ -274,6 +277,44 @@ impl Run {
         Ok(())
     }
 
+    /// Puts the run back without counting the attempt: the limits said not
+    /// now (Stripe's rate budget or a 429, the target's breaker or
+    /// concurrency cap). It is due again at `until`; steps done stay done.
+    pub fn defer(
+        &mut self,
+        worker: &str,
+        until: i64,
+        reason: String,
+        now: i64,
+    ) -> Result<(), TransitionError> {
+        self.holds(worker)?;
+        self.attempts = self.attempts.saturating_sub(1);
+        self.status = if self.attempts == 0 {
+            RunStatus::Pending
+        } else {
+            RunStatus::Retrying
+        };
+        self.next_attempt_at = Some(until);
+        self.last_error = Some(reason);
+        self.release(now);
+        Ok(())
+    }
+
+    /// Sets a run that is not finished aside as stuck.
+    pub fn mark_stuck(&mut self, reason: String, now: i64) -> Result<(), TransitionError> {
+        if matches!(
+            self.status,
+            RunStatus::Succeeded | RunStatus::Dead | RunStatus::Stuck
+        ) {
+            return Err(TransitionError::NotClaimable(self.status));
+        }
+        self.status = RunStatus::Stuck;
+        self.last_error = Some(reason);
+        self.next_attempt_at = None;
+        self.release(now);
+        Ok(())
+    }
+
     fn release(&mut self, now: i64) {
         self.lease_owner = None;
         self.lease_until = None;
@@ -338,6 +379,46 @@ mod tests {
 
     fn run() -> Run {
         Run::new("conn_1", "evt_1", "wf_1", NOW)
+    }
+
+    #[test]
+    fn a_deferred_attempt_is_not_counted_and_keeps_its_steps() {
+        let mut r = run();
+        r.claim("w", NOW, 300, 7).unwrap();
+        r.record_step(
+            "w",
+            StepRecord {
+                action: "a".into(),
+                input: json!({}),
+                result: json!({}),
+            },
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            r.defer("other", NOW + 5, "x".into(), NOW),
+            Err(TransitionError::NotLeaseHolder)
+        );
+        r.defer("w", NOW + 5, "Stripe answered 429".into(), NOW)
+            .unwrap();
+        assert_eq!((r.status, r.attempts), (RunStatus::Pending, 0));
+        assert_eq!((r.due_at(), r.steps.len()), (Some(NOW + 5), 1));
+        assert_eq!(
+            r.claim("w", NOW + 4, 300, 7),
+            Err(TransitionError::NotDue(NOW + 5))
+        );
+        r.claim("w", NOW + 5, 300, 7).unwrap();
+        assert_eq!(r.attempts, 1);
+    }
+
+    #[test]
+    fn a_stuck_run_leaves_the_due_index_and_is_never_claimed() {
+        let mut r = run();
+        r.claim("w", NOW, 300, 7).unwrap();
+        r.mark_stuck("received 5 times".into(), NOW).unwrap();
+        assert_eq!((r.status, r.due_at()), (RunStatus::Stuck, None));
+        assert!(r.claim("w", NOW + 1000, 300, 7).is_err());
+        assert!(r.mark_stuck("again".into(), NOW).is_err());
     }
 
     #[test]
@@ -507,6 +588,7 @@ mod tests {
             },
             request_id: Some("req_7".into()),
             should_retry,
+            retry_after: None,
         })
     }
 

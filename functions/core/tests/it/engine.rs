@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use connector_core::adapters::local_queue::LocalQueue;
 use connector_core::adapters::memory::{FixedClock, MemorySecrets, MemoryStore};
 use connector_core::app::App;
 use connector_core::config::Config;
@@ -33,6 +34,8 @@ struct Env {
     store: Arc<MemoryStore>,
     clock: Arc<FixedClock>,
     stripe: MockServer,
+    /// The run queue, worked by hand: [`Env::drain`] is the executor.
+    queue: Arc<LocalQueue>,
 }
 
 async fn env() -> Env {
@@ -46,6 +49,7 @@ async fn env_with(allow_private: bool) -> Env {
     let store = Arc::new(MemoryStore::default());
     let secrets = Arc::new(MemorySecrets::default());
     let clock = Arc::new(FixedClock::at(T));
+    let queue = LocalQueue::new(clock.clone());
     let app = App::new(
         Config::from_lookup(|k| {
             (k == "CONNECTOR_ALLOW_PRIVATE_TARGETS").then(|| allow_private.to_string())
@@ -60,7 +64,8 @@ async fn env_with(allow_private: bool) -> Env {
         initial_backoff: Duration::from_millis(1),
         max_backoff: Duration::from_millis(5),
         ..StripeSettings::default()
-    });
+    })
+    .with_queue(queue.clone());
     store
         .insert_connection(&Connection {
             id: CONN.into(),
@@ -97,6 +102,7 @@ async fn env_with(allow_private: bool) -> Env {
         store,
         clock,
         stripe,
+        queue,
     }
 }
 
@@ -134,26 +140,45 @@ impl Env {
     }
 
     async fn event(&self, id: &str, ty: &str, object: Value) -> StoredEvent {
-        let body = json!({"id": id, "object": "event", "type": ty, "created": T, "livemode": false, "data": {"object": object}});
-        let e = StoredEvent {
-            connection_id: CONN.into(),
-            event_id: id.into(),
-            event_type: ty.into(),
-            created: T,
-            livemode: false,
-            api_version: Some("2023-08-16".into()),
-            account: None,
-            body: Some(body.to_string()),
-            body_omitted: false,
-            received_at: T,
-            expires_at: T + 86400,
-        };
+        let e = unstored_event(id, ty, object);
         self.store.insert_event(&e).await.unwrap();
         e
     }
 
     fn engine(&self, worker: &str) -> Engine<'_> {
         Engine::new(&self.app, worker)
+    }
+
+    /// Fan-out (runs made and queued), then what the executor does with
+    /// the messages: (workflow, outcome) of each.
+    async fn fan_out(&self, worker: &str, event: &StoredEvent) -> Vec<(String, Outcome)> {
+        self.engine(worker).fan_out(event).await.unwrap();
+        self.drain(worker).await
+    }
+
+    /// The executor: every message visible now, in order, handled by
+    /// `worker`. A message whose handling failed goes back on the queue
+    /// (SQS's visibility timeout) and has no outcome.
+    async fn drain(&self, worker: &str) -> Vec<(String, Outcome)> {
+        self.engine(worker)
+            .work_ready(&self.queue)
+            .await
+            .into_iter()
+            .map(|(r, o)| (r.run_key, o))
+            .collect()
+    }
+
+    /// The scheduler's tick, then the executor: the outcomes of the runs it
+    /// carried on. Duplicate messages (a retry queued by its failed attempt
+    /// and again by the tick) are skipped by design and not listed.
+    async fn run_due(&self, worker: &str) -> Vec<Outcome> {
+        self.engine(worker).enqueue_due().await.unwrap();
+        self.drain(worker)
+            .await
+            .into_iter()
+            .map(|(_, o)| o)
+            .filter(|o| *o != Outcome::Skipped)
+            .collect()
     }
 
     async fn run(&self, event: &str, wf: &str) -> Run {
@@ -174,6 +199,24 @@ impl Env {
                 (r.method.to_string(), r.url.path().to_string(), key)
             })
             .collect()
+    }
+}
+
+/// An event as ingest would store it (not stored yet).
+fn unstored_event(id: &str, ty: &str, object: Value) -> StoredEvent {
+    let body = json!({"id": id, "object": "event", "type": ty, "created": T, "livemode": false, "data": {"object": object}});
+    StoredEvent {
+        connection_id: CONN.into(),
+        event_id: id.into(),
+        event_type: ty.into(),
+        created: T,
+        livemode: false,
+        api_version: Some("2023-08-16".into()),
+        account: None,
+        body: Some(body.to_string()),
+        body_omitted: false,
+        received_at: T,
+        expires_at: T + 86400,
     }
 }
 
@@ -207,7 +250,7 @@ async fn invoice_created_finalizes_the_invoice_exactly_once() {
         )
         .await;
 
-    let out = env.engine("w1").fan_out(&event).await.unwrap();
+    let out = env.fan_out("w1", &event).await;
     assert_eq!(
         out,
         [(
@@ -217,11 +260,11 @@ async fn invoice_created_finalizes_the_invoice_exactly_once() {
     );
     // A redelivered stream batch, and a second worker: nothing new happens.
     assert_eq!(
-        env.engine("w1").fan_out(&event).await.unwrap(),
+        env.fan_out("w1", &event).await,
         [("wf_fin".to_string(), Outcome::Skipped)]
     );
     assert_eq!(
-        env.engine("w2").fan_out(&event).await.unwrap(),
+        env.fan_out("w2", &event).await,
         [("wf_fin".to_string(), Outcome::Skipped)]
     );
 
@@ -312,7 +355,7 @@ async fn the_popular_automations_send_what_they_should() {
         ("evt_d", "product.updated", json!({"id": "prod_1"})),
     ] {
         let event = env.event(id, ty, object).await;
-        let out = env.engine("w").fan_out(&event).await.unwrap();
+        let out = env.fan_out("w", &event).await;
         assert_eq!(out.len(), 1, "{ty}: exactly its workflow runs");
         assert_eq!(out[0].1, Outcome::Finished(RunStatus::Succeeded), "{ty}");
     }
@@ -432,7 +475,7 @@ async fn a_target_failing_twice_is_delivered_once_on_the_third_attempt() {
         .await;
 
     assert_eq!(
-        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        env.fan_out("w", &event).await[0].1,
         Outcome::Finished(RunStatus::Retrying)
     );
     let run = env.run("evt_t", "wf_target").await;
@@ -443,23 +486,20 @@ async fn a_target_failing_twice_is_delivered_once_on_the_third_attempt() {
         "30 s ± jitter: {}",
         first_retry - T
     );
-    assert!(
-        env.engine("w").run_due(10).await.unwrap().is_empty(),
-        "not due yet"
-    );
+    assert!(env.run_due("w").await.is_empty(), "not due yet");
 
     env.clock.set(first_retry);
     assert_eq!(
-        env.engine("w").run_due(10).await.unwrap(),
+        env.run_due("w").await,
         [Outcome::Finished(RunStatus::Retrying)]
     );
     env.clock
         .set(env.run("evt_t", "wf_target").await.next_attempt_at.unwrap());
     assert_eq!(
-        env.engine("w").run_due(10).await.unwrap(),
+        env.run_due("w").await,
         [Outcome::Finished(RunStatus::Succeeded)]
     );
-    assert!(env.engine("w").run_due(10).await.unwrap().is_empty());
+    assert!(env.run_due("w").await.is_empty());
 
     let run = env.run("evt_t", "wf_target").await;
     assert_eq!((run.attempts, run.delivered), (3, true));
@@ -523,7 +563,7 @@ async fn stripe_429_then_200_makes_one_object_with_one_key() {
         )
         .await;
     assert_eq!(
-        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        env.fan_out("w", &event).await[0].1,
         Outcome::Finished(RunStatus::Succeeded)
     );
     let calls = env.stripe_calls().await;
@@ -558,7 +598,7 @@ async fn a_permanent_refusal_is_dead_at_once_with_stripes_message() {
         .event("evt_dead", "invoice.created", json!({"id": "in_1"}))
         .await;
     assert_eq!(
-        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        env.fan_out("w", &event).await[0].1,
         Outcome::Finished(RunStatus::Dead)
     );
     let run = env.run("evt_dead", "wf_fin").await;
@@ -569,7 +609,7 @@ async fn a_permanent_refusal_is_dead_at_once_with_stripes_message() {
         "{error}"
     );
     env.clock.set(T + 100_000);
-    assert!(env.engine("w").run_due(10).await.unwrap().is_empty());
+    assert!(env.run_due("w").await.is_empty());
     assert_eq!(env.stripe_calls().await.len(), 1, "no retry");
 }
 
@@ -590,7 +630,7 @@ async fn a_bad_template_is_a_permanent_failure_before_stripe() {
         .event("evt_tpl", "invoice.created", json!({"id": "in_1"}))
         .await;
     assert_eq!(
-        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        env.fan_out("w", &event).await[0].1,
         Outcome::Finished(RunStatus::Dead)
     );
     assert!(
@@ -632,13 +672,13 @@ async fn stripe_down_is_retried_later_with_the_same_key() {
         .event("evt_down", "invoice.created", json!({"id": "in_1"}))
         .await;
     assert_eq!(
-        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        env.fan_out("w", &event).await[0].1,
         Outcome::Finished(RunStatus::Retrying)
     );
     env.clock
         .set(env.run("evt_down", "wf_fin").await.next_attempt_at.unwrap());
     assert_eq!(
-        env.engine("w").run_due(10).await.unwrap(),
+        env.run_due("w").await,
         [Outcome::Finished(RunStatus::Succeeded)]
     );
     let keys: Vec<Option<String>> = env.stripe_calls().await.into_iter().map(|c| c.2).collect();
@@ -698,16 +738,13 @@ async fn a_worker_stopped_mid_run_is_taken_over_and_finished_steps_are_not_repea
     env.store.save_run(&run, v).await.unwrap();
 
     // While A's lease holds, nobody else runs it — not the fan-out, not the scheduler.
-    assert_eq!(
-        env.engine("worker-b").fan_out(&event).await.unwrap()[0].1,
-        Outcome::Skipped
-    );
+    assert_eq!(env.fan_out("worker-b", &event).await[0].1, Outcome::Skipped);
     env.clock.set(T + LEASE_SECS - 1);
-    assert!(env.engine("worker-b").run_due(10).await.unwrap().is_empty());
+    assert!(env.run_due("worker-b").await.is_empty());
     // After it, worker B takes over and does only what is left.
     env.clock.set(T + LEASE_SECS + 1);
     assert_eq!(
-        env.engine("worker-b").run_due(10).await.unwrap(),
+        env.run_due("worker-b").await,
         [Outcome::Finished(RunStatus::Succeeded)]
     );
     assert_eq!(
@@ -745,7 +782,7 @@ async fn a_targets_redirect_is_not_followed() {
         .event("evt_redirect", "customer.created", json!({"id": "cus_1"}))
         .await;
     assert_eq!(
-        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        env.fan_out("w", &event).await[0].1,
         Outcome::Finished(RunStatus::Dead)
     );
     let run = env.run("evt_redirect", "wf_target").await;
@@ -785,7 +822,7 @@ async fn a_private_target_is_never_called_without_the_opt_in() {
     let event = env
         .event("evt_private", "customer.created", json!({"id": "cus_1"}))
         .await;
-    let outcomes = env.engine("w").fan_out(&event).await.unwrap();
+    let outcomes = env.fan_out("w", &event).await;
     assert_eq!(outcomes.len(), 2);
     for wf in ["wf_target", "wf_named"] {
         let run = env.run("evt_private", wf).await;
@@ -832,7 +869,7 @@ async fn a_run_whose_worker_always_dies_goes_dead_after_its_attempts() {
     }
     env.clock.set(now);
     assert_eq!(
-        env.engine("survivor").run_due(10).await.unwrap(),
+        env.run_due("survivor").await,
         [Outcome::Finished(RunStatus::Dead)]
     );
     let run = env.run("evt_crash", "wf_crash").await;
@@ -840,7 +877,7 @@ async fn a_run_whose_worker_always_dies_goes_dead_after_its_attempts() {
     assert!(run.last_error.unwrap().contains("never finished"));
     assert!(env.stripe_calls().await.is_empty(), "not run again");
     env.clock.set(now + 10 * LEASE_SECS);
-    assert!(env.engine("survivor").run_due(10).await.unwrap().is_empty());
+    assert!(env.run_due("survivor").await.is_empty());
 }
 
 /// A step whose result is far larger than a run record may hold (a search
@@ -873,7 +910,7 @@ async fn a_huge_step_result_is_kept_as_a_note_and_the_run_finishes() {
         .event("evt_big", "customer.created", json!({"id": "cus_1"}))
         .await;
     assert_eq!(
-        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        env.fan_out("w", &event).await[0].1,
         Outcome::Finished(RunStatus::Succeeded)
     );
     let run = env.run("evt_big", "wf_big").await;
@@ -911,13 +948,13 @@ async fn a_retried_delete_that_already_happened_succeeds() {
         .event("evt_del", "customer.created", json!({"id": "cus_gone"}))
         .await;
     assert_eq!(
-        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        env.fan_out("w", &event).await[0].1,
         Outcome::Finished(RunStatus::Retrying)
     );
     env.clock
         .set(env.run("evt_del", "wf_del").await.next_attempt_at.unwrap());
     assert_eq!(
-        env.engine("w").run_due(10).await.unwrap(),
+        env.run_due("w").await,
         [Outcome::Finished(RunStatus::Succeeded)]
     );
     let run = env.run("evt_del", "wf_del").await;
@@ -947,13 +984,12 @@ async fn an_event_stored_without_its_body_is_delivered_whole() {
         vec![],
     )
     .await;
-    let mut event = env
-        .event("evt_huge", "customer.created", json!({"id": "cus_h"}))
-        .await;
+    let mut event = unstored_event("evt_huge", "customer.created", json!({"id": "cus_h"}));
     event.body = None;
     event.body_omitted = true;
+    env.store.insert_event(&event).await.unwrap();
     assert_eq!(
-        env.engine("w").fan_out(&event).await.unwrap()[0].1,
+        env.fan_out("w", &event).await[0].1,
         Outcome::Finished(RunStatus::Succeeded)
     );
     let delivered = &target.received_requests().await.unwrap()[0];
@@ -990,8 +1026,8 @@ impl RunStore for OneRunUnreadable {
     ) -> Result<connector_core::ports::RunPage, StoreError> {
         self.inner.list_runs(c, q).await
     }
-    async fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<Run>, StoreError> {
-        self.inner.due_runs(now, limit).await
+    async fn due_runs(&self, from: i64, until: i64, limit: usize) -> Result<Vec<Run>, StoreError> {
+        self.inner.due_runs(from, until, limit).await
     }
     async fn advance_object(&self, c: &str, w: &str, o: &str, t: i64) -> Result<bool, StoreError> {
         self.inner.advance_object(c, w, o, t).await
@@ -1029,7 +1065,7 @@ async fn one_unreadable_run_does_not_stop_a_scheduler_tick() {
         inner: env.store.clone(),
         event_id: "evt_bad",
     });
-    let outcomes = env.engine("w").run_due(10).await.unwrap();
+    let outcomes = env.run_due("w").await;
     assert_eq!(outcomes, [Outcome::Finished(RunStatus::Succeeded)]);
     assert_eq!(
         env.run("evt_good", "wf_due").await.status,
@@ -1079,7 +1115,7 @@ async fn a_workflows_own_write_does_not_start_it_again() {
     let first = env
         .event("evt_human", "customer.updated", json!({"id": "cus_loop"}))
         .await;
-    assert_eq!(env.engine("w").fan_out(&first).await.unwrap().len(), 2);
+    assert_eq!(env.fan_out("w", &first).await.len(), 2);
     let key = env
         .stripe_calls()
         .await
@@ -1097,10 +1133,8 @@ async fn a_workflows_own_write_does_not_start_it_again() {
     body["request"] = json!({"id": "req_1", "idempotency_key": key});
     echo.body = Some(body.to_string());
     let ran: Vec<String> = env
-        .engine("w")
-        .fan_out(&echo)
+        .fan_out("w", &echo)
         .await
-        .unwrap()
         .into_iter()
         .map(|(w, _)| w)
         .collect();
@@ -1122,10 +1156,8 @@ async fn a_workflows_own_write_does_not_start_it_again() {
     let mut again = echo.clone();
     again.event_id = "evt_echo2".into();
     let mut ran: Vec<String> = env
-        .engine("w")
-        .fan_out(&again)
+        .fan_out("w", &again)
         .await
-        .unwrap()
         .into_iter()
         .map(|(w, _)| w)
         .collect();
@@ -1175,7 +1207,7 @@ async fn a_change_filter_runs_only_on_the_change_it_names() {
         let mut body: Value = serde_json::from_str(event.body.as_deref().unwrap()).unwrap();
         body["data"]["previous_attributes"] = previous;
         event.body = Some(body.to_string());
-        outcomes.push(env.engine("w").fan_out(&event).await.unwrap().len());
+        outcomes.push(env.fan_out("w", &event).await.len());
     }
     assert_eq!(outcomes, [0, 1], "only the status change runs it");
 }
@@ -1226,7 +1258,7 @@ async fn fetch_latest_delivers_and_uses_the_current_object() {
             json!({"id": "cus_1", "object": "customer", "email": "old@example.com"}),
         )
         .await;
-    let outcome = env.engine("w").fan_out(&event).await.unwrap()[0].1.clone();
+    let outcome = env.fan_out("w", &event).await[0].1.clone();
     let run = env.run("evt_old", "wf_target").await;
     assert_eq!(
         outcome,
@@ -1273,14 +1305,13 @@ async fn skip_stale_skips_an_older_event_that_arrives_later() {
         .unwrap();
     w.skip_stale = true;
     env.store.update_workflow(&w).await.unwrap();
-    let mut newer = env
-        .event(
-            "evt_newer",
-            "customer.subscription.updated",
-            json!({"id": "sub_1", "status": "past_due"}),
-        )
-        .await;
+    let mut newer = unstored_event(
+        "evt_newer",
+        "customer.subscription.updated",
+        json!({"id": "sub_1", "status": "past_due"}),
+    );
     newer.created = T + 60;
+    env.store.insert_event(&newer).await.unwrap();
     let older = env
         .event(
             "evt_older",
@@ -1288,10 +1319,10 @@ async fn skip_stale_skips_an_older_event_that_arrives_later() {
             json!({"id": "sub_1", "status": "active"}),
         )
         .await;
-    env.engine("w").fan_out(&newer).await.unwrap();
+    env.fan_out("w", &newer).await;
     assert_eq!(env.stripe_calls().await.len(), 1);
     assert_eq!(
-        env.engine("w").fan_out(&older).await.unwrap()[0].1,
+        env.fan_out("w", &older).await[0].1,
         Outcome::Finished(RunStatus::Succeeded)
     );
     let run = env.run("evt_older", "wf_sync").await;

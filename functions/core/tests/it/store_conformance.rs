@@ -32,3 +32,19 @@ async fn dynamodb_store_on_moto() {
     let (client, table) = support::dynamo_table().await;
     stores(Arc::new(DynamoStore::new(client, table))).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_gates() {
+    connector_core::conformance::gates(Arc::new(
+        connector_core::adapters::memory_gates::MemoryGates::default(),
+    ))
+    .await;
+}
+
+/// Two clients on one table, as two Lambda containers share it: the
+/// window's count and the slots hold across them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_gates_on_moto() {
+    let (client, table) = support::dynamo_table().await;
+    connector_core::conformance::gates(Arc::new(DynamoStore::new(client, table))).await;
+}

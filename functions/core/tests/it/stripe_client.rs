@@ -274,6 +274,7 @@ async fn bad_request_is_one_attempt_with_a_typed_error() {
             error,
             request_id,
             should_retry,
+            ..
         } => {
             assert_eq!(*status, 400);
             assert_eq!(error.kind, "invalid_request_error");

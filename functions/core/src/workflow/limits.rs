@@ -1,0 +1,118 @@
+//! The limits every executor keeps, whichever container it runs in: a
+//! per-connection Stripe request budget (one-second windows counted in the
+//! gate store), a per-target concurrency cap (leased slots) and the target's
+//! circuit breaker ([`super::breaker`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+use crate::ports::{Clock, GateStore};
+use crate::stripe::{Pacer, StripeError};
+
+/// How long a step waits for its connection's budget before its run is put
+/// back on the queue (the worker moves on to other tenants' runs).
+pub const MAX_BUDGET_WAIT: Duration = Duration::from_secs(2);
+
+/// A connection's Stripe budget: at most `per_second` requests (and
+/// `search_per_second` search requests) in any one-second window, counted
+/// across every executor.
+pub struct StripeBudget {
+    pub gates: Arc<dyn GateStore>,
+    pub clock: Arc<dyn Clock>,
+    pub connection_id: String,
+    pub per_second: u32,
+    pub search_per_second: u32,
+}
+
+#[async_trait]
+impl Pacer for StripeBudget {
+    async fn pace(&self, search: bool) -> Result<(), StripeError> {
+        let (class, limit) = if search {
+            ("search", self.search_per_second)
+        } else {
+            ("api", self.per_second)
+        };
+        let key = format!("stripe#{}#{class}", self.connection_id);
+        let started = std::time::Instant::now();
+        loop {
+            match self
+                .gates
+                .count_in_window(&key, self.clock.now(), limit)
+                .await
+            {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                // The budget protects; it must not stop work when its store
+                // fails. Stripe's own 429 still guards the account.
+                Err(e) => {
+                    tracing::warn!(connection = %self.connection_id, error = %e, "Stripe budget unavailable; request sent unpaced");
+                    return Ok(());
+                }
+            }
+            if started.elapsed() >= MAX_BUDGET_WAIT {
+                return Err(StripeError::Budget(Duration::from_secs(1)));
+            }
+            tokio::time::sleep(until_next_second()).await;
+        }
+    }
+}
+
+/// From now to the next whole second, plus a few milliseconds at random so
+/// waiters do not all come back at once.
+fn until_next_second() -> Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let into_second = u64::from(now.subsec_millis());
+    Duration::from_millis(1000 - into_second + rand::random::<u64>() % 20)
+}
+
+/// The key of a target's gates: per connection (tenants never share a
+/// breaker), per target URL, hashed (URLs can be long and hold tokens).
+pub fn target_key(connection_id: &str, url: &str) -> String {
+    let digest = Sha256::digest(url.as_bytes());
+    format!("target#{connection_id}#{}", hex::encode(&digest[..8]))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::adapters::memory::FixedClock;
+    use crate::adapters::memory_gates::MemoryGates;
+
+    #[tokio::test]
+    async fn a_spent_budget_holds_calls_back_then_refuses() {
+        let budget = StripeBudget {
+            gates: Arc::new(MemoryGates::default()),
+            // A clock that never moves: the window never ends.
+            clock: Arc::new(FixedClock::at(7)),
+            connection_id: "conn_a".into(),
+            per_second: 3,
+            search_per_second: 1,
+        };
+        for _ in 0..3 {
+            budget.pace(false).await.unwrap();
+        }
+        budget.pace(true).await.unwrap();
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            budget.pace(false).await,
+            Err(StripeError::Budget(_))
+        ));
+        assert!(started.elapsed() >= MAX_BUDGET_WAIT);
+    }
+
+    #[test]
+    fn target_keys_are_per_connection_and_hide_the_url() {
+        let a = target_key("conn_a", "https://x.example/hook?token=secret");
+        assert_ne!(
+            a,
+            target_key("conn_b", "https://x.example/hook?token=secret")
+        );
+        assert!(!a.contains("secret"));
+    }
+}
