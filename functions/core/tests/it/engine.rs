@@ -45,6 +45,15 @@ async fn env() -> Env {
 /// `allow_private`: whether targets may be private addresses (the mocks
 /// listen on 127.0.0.1).
 async fn env_with(allow_private: bool) -> Env {
+    env_config(allow_private, &[]).await
+}
+
+/// With settings (`TARGET_CONCURRENCY`, `STRIPE_BUDGET_TEST`, …).
+async fn env_config(allow_private: bool, settings: &[(&str, &str)]) -> Env {
+    let settings: std::collections::HashMap<String, String> = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let stripe = MockServer::start().await;
     let store = Arc::new(MemoryStore::default());
     let secrets = Arc::new(MemorySecrets::default());
@@ -52,7 +61,10 @@ async fn env_with(allow_private: bool) -> Env {
     let queue = LocalQueue::new(clock.clone());
     let app = App::new(
         Config::from_lookup(|k| {
-            (k == "CONNECTOR_ALLOW_PRIVATE_TARGETS").then(|| allow_private.to_string())
+            if k == "CONNECTOR_ALLOW_PRIVATE_TARGETS" {
+                return Some(allow_private.to_string());
+            }
+            settings.get(k).cloned()
         })
         .unwrap(),
         store.clone(),
@@ -63,6 +75,8 @@ async fn env_with(allow_private: bool) -> Env {
         api_base: stripe.uri(),
         initial_backoff: Duration::from_millis(1),
         max_backoff: Duration::from_millis(5),
+        // A `Retry-After` is left to the engine (the run is put back).
+        max_retry_after: Duration::from_millis(1),
         ..StripeSettings::default()
     })
     .with_queue(queue.clone());
@@ -1336,4 +1350,244 @@ async fn skip_stale_skips_an_older_event_that_arrives_later() {
         1,
         "nothing sent for the stale event"
     );
+}
+
+// ---- the limits: breaker, target cap, Stripe budget, stuck messages ----
+
+/// A target answering 500 opens its breaker after five failed runs: the
+/// next runs wait without spending an attempt (no more requests), each
+/// saying why; after the cool-down one probe goes, and once it succeeds
+/// the breaker closes and the waiting runs are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_target_opens_its_breaker_and_its_runs_wait_without_attempts() {
+    let env = env().await;
+    let target = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&target)
+        .await;
+    env.workflow(
+        "wf_target",
+        "customer.created",
+        Some(format!("{}/hooks", target.uri())),
+        vec![],
+    )
+    .await;
+    for i in 0..5 {
+        let e = env
+            .event(&format!("evt_b{i}"), "customer.created", json!({"id": "cus_1"}))
+            .await;
+        assert_eq!(
+            env.fan_out("w", &e).await[0].1,
+            Outcome::Finished(RunStatus::Retrying)
+        );
+    }
+    assert_eq!(target.received_requests().await.unwrap().len(), 5);
+    let e = env
+        .event("evt_b5", "customer.created", json!({"id": "cus_1"}))
+        .await;
+    let open_until = T + 30;
+    assert_eq!(
+        env.fan_out("w", &e).await[0].1,
+        Outcome::Deferred(open_until)
+    );
+    assert_eq!(target.received_requests().await.unwrap().len(), 5, "not called while open");
+    let waiting = env.run("evt_b5", "wf_target").await;
+    assert_eq!((waiting.status, waiting.attempts), (RunStatus::Pending, 0));
+    assert_eq!(waiting.next_attempt_at, Some(open_until));
+    assert!(waiting.last_error.unwrap().contains("circuit is open"));
+
+    // Healed; after the cool-down the first run through is the probe.
+    target.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&target)
+        .await;
+    env.clock.set(open_until);
+    let mut done: Vec<Outcome> = env.drain("w").await.into_iter().map(|(_, o)| o).collect();
+    let run = env.run("evt_b5", "wf_target").await;
+    assert_eq!((run.attempts, run.delivered), (1, true), "the wait cost no attempt");
+    // Closed: the earlier runs' retries go through as they fall due.
+    env.clock.set(T + 40);
+    done.extend(env.run_due("w").await);
+    assert_eq!(done.len(), 6, "{done:?}");
+    assert!(done.iter().all(|o| *o == Outcome::Finished(RunStatus::Succeeded)));
+    assert_eq!(target.received_requests().await.unwrap().len(), 6, "one each since it healed");
+}
+
+/// With a cap of one delivery at a time, a run whose target is busy is put
+/// back for a second later, attempt not spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_target_puts_the_run_back_for_a_moment() {
+    use connector_core::ports::GateStore;
+    let env = env_config(true, &[("TARGET_CONCURRENCY", "1")]).await;
+    let target = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&target)
+        .await;
+    let url = format!("{}/hooks", target.uri());
+    env.workflow("wf_target", "customer.created", Some(url.clone()), vec![])
+        .await;
+    // Another executor is delivering to it.
+    let key = connector_core::workflow::limits::target_key(CONN, &url);
+    let slot = env
+        .app
+        .gates
+        .take_slot(&key, 1, "other", T, T + 30)
+        .await
+        .unwrap()
+        .unwrap();
+    let e = env
+        .event("evt_busy", "customer.created", json!({"id": "cus_1"}))
+        .await;
+    assert_eq!(env.fan_out("w", &e).await[0].1, Outcome::Deferred(T + 1));
+    assert_eq!(env.run("evt_busy", "wf_target").await.attempts, 0);
+    assert!(target.received_requests().await.unwrap().is_empty());
+    env.app.gates.release_slot(&key, slot, "other").await.unwrap();
+    env.clock.set(T + 1);
+    assert_eq!(
+        env.drain("w").await[0].1,
+        Outcome::Finished(RunStatus::Succeeded)
+    );
+}
+
+/// Stripe's 429 (after the client's own retries) puts the run back for
+/// Stripe's `Retry-After` without spending an attempt; the step then goes
+/// through with the same idempotency key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_429_puts_the_run_back_for_its_retry_after_without_an_attempt() {
+    let env = env().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/invoices/in_1/finalize"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "7")
+                .set_body_json(json!({"error": {"type": "rate_limit_error", "message": "Too many requests"}})),
+        )
+        .up_to_n_times(3)
+        .mount(&env.stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/invoices/in_1/finalize"))
+        .respond_with(ok(json!({"id": "in_1", "status": "open"})))
+        .mount(&env.stripe)
+        .await;
+    env.workflow(
+        "wf_fin",
+        "invoice.created",
+        None,
+        vec![("invoices.finalize", json!({"id": "{{event.data.object.id}}"}))],
+    )
+    .await;
+    let e = env.event("evt_429", "invoice.created", json!({"id": "in_1"})).await;
+    assert_eq!(env.fan_out("w", &e).await[0].1, Outcome::Deferred(T + 7));
+    let run = env.run("evt_429", "wf_fin").await;
+    assert_eq!((run.status, run.attempts), (RunStatus::Pending, 0));
+    assert!(run.last_error.unwrap().contains("429"));
+    assert!(env.drain("w").await.is_empty(), "not before Retry-After");
+    env.clock.set(T + 7);
+    assert_eq!(
+        env.drain("w").await[0].1,
+        Outcome::Finished(RunStatus::Succeeded)
+    );
+    let run = env.run("evt_429", "wf_fin").await;
+    assert_eq!(run.attempts, 1);
+    let keys: std::collections::HashSet<_> =
+        env.stripe_calls().await.into_iter().map(|c| c.2).collect();
+    assert_eq!(keys.len(), 1, "one idempotency key for every try");
+}
+
+/// A connection's steps stay within its Stripe budget: with one request a
+/// second, a two-step run does its first step, is put back (its attempt
+/// not counted), and does the second in a later second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_stripe_budget_puts_the_run_back_and_keeps_its_done_steps() {
+    let env = env_config(true, &[("STRIPE_BUDGET_TEST", "1")]).await;
+    Mock::given(method("POST"))
+        .respond_with(ok(json!({"id": "in_1", "status": "open"})))
+        .mount(&env.stripe)
+        .await;
+    env.workflow(
+        "wf_two",
+        "invoice.created",
+        None,
+        vec![
+            ("invoices.finalize", json!({"id": "in_1"})),
+            ("invoices.pay", json!({"id": "in_1"})),
+        ],
+    )
+    .await;
+    let e = env.event("evt_budget", "invoice.created", json!({"id": "in_1"})).await;
+    let started = std::time::Instant::now();
+    assert_eq!(env.fan_out("w", &e).await[0].1, Outcome::Deferred(T + 1));
+    assert!(started.elapsed() >= connector_core::workflow::limits::MAX_BUDGET_WAIT);
+    let run = env.run("evt_budget", "wf_two").await;
+    assert_eq!((run.steps.len(), run.attempts), (1, 0));
+    assert_eq!(env.stripe_calls().await.len(), 1, "the second call was held back");
+    env.clock.set(T + 1);
+    assert_eq!(
+        env.drain("w").await[0].1,
+        Outcome::Finished(RunStatus::Succeeded)
+    );
+    let calls = env.stripe_calls().await;
+    assert_eq!(calls.len(), 2, "the first step was not repeated");
+    assert_eq!(env.run("evt_budget", "wf_two").await.attempts, 1);
+}
+
+/// SQS delivers at least once: the same message twice runs the workflow
+/// once; a message received more than five times marks its run stuck,
+/// listed under `status=stuck` and never run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_received_twice_runs_once_and_one_received_too_often_is_stuck() {
+    let env = env().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/invoices/in_1/finalize"))
+        .respond_with(ok(json!({"id": "in_1"})))
+        .mount(&env.stripe)
+        .await;
+    env.workflow(
+        "wf_fin",
+        "invoice.created",
+        None,
+        vec![("invoices.finalize", json!({"id": "in_1"}))],
+    )
+    .await;
+    let e = env.event("evt_twice", "invoice.created", json!({"id": "in_1"})).await;
+    let queued = env.engine("w").fan_out(&e).await.unwrap();
+    env.app.queue.send(&queued, 0).await.unwrap();
+    let done = env.drain("w").await;
+    assert_eq!(
+        done.iter().map(|(_, o)| o.clone()).collect::<Vec<_>>(),
+        [Outcome::Finished(RunStatus::Succeeded), Outcome::Skipped]
+    );
+    assert_eq!(env.stripe_calls().await.len(), 1);
+
+    let e = env.event("evt_poison", "invoice.created", json!({"id": "in_1"})).await;
+    let queued = env.engine("w").fan_out(&e).await.unwrap();
+    let _ = env.queue.try_recv();
+    let outcome = env.engine("w").handle_message(&queued[0], 6).await.unwrap();
+    assert_eq!(outcome, Outcome::Finished(RunStatus::Stuck));
+    let run = env.run("evt_poison", "wf_fin").await;
+    assert_eq!((run.status, run.due_at()), (RunStatus::Stuck, None));
+    assert!(run.last_error.unwrap().contains("received 6 times"));
+    let page = env
+        .store
+        .list_runs(
+            CONN,
+            &RunQuery {
+                status: Some(RunStatus::Stuck),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.runs.len(), 1);
+    assert_eq!(
+        env.engine("w").handle_message(&queued[0], 1).await.unwrap(),
+        Outcome::Skipped,
+        "never run again"
+    );
+    assert_eq!(env.stripe_calls().await.len(), 1);
 }
