@@ -557,3 +557,107 @@ async fn own_writes_and_stale_events_do_not_run_and_the_latest_state_is_delivere
     assert_eq!(body["current"]["status"], "canceled");
     assert_eq!(body["event"]["id"], newer.as_str());
 }
+
+/// The dev server's fan-out survives a crash: an event stored by a process
+/// that died before fanning it out (the outbox still owes it) gets all its
+/// runs when the server starts again, and those runs go out at once, side
+/// by side: a slow target does not hold up the event's other workflows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_a_crash_left_unfanned_gets_all_its_runs_after_a_restart() {
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let dir = tempfile::tempdir().unwrap();
+    let stripe_mock = account_mock("acct_outbox").await;
+    let first = start(dir.path().to_path_buf(), &stripe_mock.uri()).await;
+    let (_, conn) = first
+        .call(
+            Method::POST,
+            "/connections",
+            Some(json!({"name": "Outbox", "api_key": "sk_test_outbox123", "webhook": {"mode": "manual", "secret": SECRET}})),
+        )
+        .await;
+    let conn_id = conn["id"].as_str().unwrap().to_string();
+    let slow = MockServer::start().await;
+    Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(ResponseTemplate::new(204).set_delay(Duration::from_secs(3)))
+        .mount(&slow)
+        .await;
+    let fast = MockServer::start().await;
+    Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&fast)
+        .await;
+    for url in [
+        format!("{}/slow", slow.uri()),
+        format!("{}/fast1", fast.uri()),
+        format!("{}/fast2", fast.uri()),
+    ] {
+        let (status, wf) = first
+            .call(
+                Method::POST,
+                &format!("/connections/{conn_id}/workflows"),
+                Some(json!({"trigger": "customer.created", "target": {"url": url}})),
+            )
+            .await;
+        assert_eq!(status, 201, "{wf}");
+    }
+    drop(first);
+
+    // Ingest stored the event, then the process died before its fan-out.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    {
+        let d = dir.path().display().to_string();
+        let config = connector_core::config::Config::from_lookup(|k| {
+            (k == "CONNECTOR_DATA_DIR").then(|| d.clone())
+        })
+        .unwrap();
+        let store = connector_embedded::app(config).unwrap();
+        let body = json!({"id": "evt_owed", "object": "event", "type": "customer.created", "created": now, "livemode": false, "data": {"object": {"id": "cus_1"}}});
+        store
+            .events
+            .insert_event(&connector_core::model::StoredEvent {
+                connection_id: conn_id.clone(),
+                event_id: "evt_owed".into(),
+                event_type: "customer.created".into(),
+                created: now,
+                livemode: false,
+                api_version: None,
+                account: None,
+                body: Some(body.to_string()),
+                body_omitted: false,
+                received_at: now,
+                expires_at: now + 86_400,
+            })
+            .await
+            .unwrap();
+    }
+
+    let started = std::time::Instant::now();
+    let second = start(dir.path().to_path_buf(), &stripe_mock.uri()).await;
+    // Both fast targets get theirs while the slow one is still answering.
+    while fast.received_requests().await.unwrap().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the fast targets waited for the slow one"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let runs = loop {
+        let (_, runs) = second
+            .call(Method::GET, &format!("/connections/{conn_id}/runs?event_id=evt_owed"), None)
+            .await;
+        let done = runs["data"]
+            .as_array()
+            .is_some_and(|r| r.len() == 3 && r.iter().all(|r| r["status"] == "succeeded"));
+        if done {
+            break runs;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{runs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(runs["data"].as_array().unwrap().len(), 3);
+    assert_eq!(fast.received_requests().await.unwrap().len(), 2);
+    assert_eq!(slow.received_requests().await.unwrap().len(), 1);
+}

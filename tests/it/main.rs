@@ -9,3 +9,4 @@ mod concurrency;
 mod dev_server;
 mod least_privilege;
 mod load;
+mod run_queue;
