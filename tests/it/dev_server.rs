@@ -646,7 +646,11 @@ async fn an_event_a_crash_left_unfanned_gets_all_its_runs_after_a_restart() {
     }
     let runs = loop {
         let (_, runs) = second
-            .call(Method::GET, &format!("/connections/{conn_id}/runs?event_id=evt_owed"), None)
+            .call(
+                Method::GET,
+                &format!("/connections/{conn_id}/runs?event_id=evt_owed"),
+                None,
+            )
             .await;
         let done = runs["data"]
             .as_array()

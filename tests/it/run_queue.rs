@@ -230,7 +230,11 @@ async fn two_executors_on_one_queue_run_each_event_once() {
         .iter()
         .map(|r| r.headers["webhook-id"].to_str().unwrap().to_string())
         .collect();
-    assert_eq!((delivered.len(), ids.len()), (30, 30), "each event delivered once");
+    assert_eq!(
+        (delivered.len(), ids.len()),
+        (30, 30),
+        "each event delivered once"
+    );
     let writes = aws.stripe_writes().await;
     assert_eq!(writes.len(), 30);
     assert!(writes.values().all(|n| *n == 1), "{writes:?}");
@@ -333,7 +337,12 @@ async fn a_message_failing_every_time_is_reported_alone_then_marks_its_run_stuck
     };
     assert_eq!((first.received, first.failed), (2, 1));
     assert_eq!(
-        app.runs.get_run(CONN, "evt_q1", "wf_queue").await.unwrap().unwrap().status,
+        app.runs
+            .get_run(CONN, "evt_q1", "wf_queue")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         RunStatus::Succeeded
     );
     // Five more receives of the failing message; the sixth marks it stuck.
@@ -349,6 +358,10 @@ async fn a_message_failing_every_time_is_reported_alone_then_marks_its_run_stuck
         .unwrap();
     assert_eq!(run.status, RunStatus::Stuck, "{run:?}");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(poller.poll(&broken, 1).await.received, 0, "handled, not dead-lettered");
+    assert_eq!(
+        poller.poll(&broken, 1).await.received,
+        0,
+        "handled, not dead-lettered"
+    );
     assert_eq!(aws.poller(&aws.dlq_url).poll(&app, 0).await.received, 0);
 }

@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::views::{
     ConnectionOut, Deleted, ErrorBody, ErrorDetail, EventOut, Health, ListOf, Received, RunOut,
-    StepOut, TargetOut, WebhookOut, WorkflowOut,
+    StepOut, TargetHealth, TargetOut, WebhookOut, WorkflowOut,
 };
 use crate::catalog;
 use crate::service::connections::{
@@ -55,7 +55,7 @@ use crate::service::workflows::{NewWorkflow, StepBody, TargetBody, TestRun, Work
     ),
     components(schemas(
         ErrorBody, ErrorDetail, Health, ConnectionOut, WebhookOut, Deleted, WorkflowOut,
-        TargetOut, StepOut, EventOut, RunOut, Received, NewConnection, WebhookSetting,
+        TargetOut, TargetHealth, crate::workflow::breaker::BreakerState, StepOut, EventOut, RunOut, Received, NewConnection, WebhookSetting,
         NewApiKey, NewWebhookSecret, TriggerSet, NewWorkflow, StepBody, TargetBody,
         WorkflowPatch, TestRun, ListOf<ConnectionOut>, ListOf<WorkflowOut>,
         ListOf<EventOut>, ListOf<RunOut>,

@@ -161,6 +161,34 @@ pub struct WorkflowOut {
     /// The target's signing secret (`whsec_…`): in the create answer only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_secret: Option<String>,
+    /// How its target is doing (its circuit breaker): when one workflow
+    /// is read and it has a target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_health: Option<TargetHealth>,
+}
+
+/// A target's circuit breaker, shared by every executor: `open` while the
+/// target is left alone after failing repeatedly (its runs wait without
+/// spending attempts), `half_open` while one probe delivery is out.
+#[derive(Serialize, ToSchema)]
+pub struct TargetHealth {
+    pub state: crate::workflow::breaker::BreakerState,
+    /// Failed deliveries in a row.
+    pub consecutive_failures: u32,
+    /// While open: no delivery before this time (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_until: Option<i64>,
+}
+
+impl From<crate::workflow::breaker::Breaker> for TargetHealth {
+    fn from(b: crate::workflow::breaker::Breaker) -> Self {
+        use crate::workflow::breaker::BreakerState;
+        Self {
+            state: b.state,
+            consecutive_failures: b.failures,
+            open_until: (b.state == BreakerState::Open).then_some(b.open_until),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -199,6 +227,7 @@ impl From<&Workflow> for WorkflowOut {
             created_at: w.created_at,
             updated_at: w.updated_at,
             target_secret: None,
+            target_health: None,
         }
     }
 }

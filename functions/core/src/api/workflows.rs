@@ -62,7 +62,7 @@ async fn list(State(app): State<Arc<App>>, Path(conn): Path<ConnectionId>) -> Re
     )))
 }
 
-/// One workflow.
+/// One workflow, with how its target is doing.
 #[utoipa::path(get, path = "/connections/{connection_id}/workflows/{workflow_id}", tag = "workflows", operation_id = "workflows_read",
     params(("connection_id" = String, Path, description = "`conn_…`"),
         ("workflow_id" = String, Path, description = "`wf_…`")),
@@ -71,9 +71,12 @@ async fn read(
     State(app): State<Arc<App>>,
     Path((conn, wid)): Path<(ConnectionId, WorkflowId)>,
 ) -> Reply {
-    Ok(ok(&WorkflowOut::from(
-        &service::get(&app, &conn, &wid).await?,
-    )))
+    let workflow = service::get(&app, &conn, &wid).await?;
+    let mut answer = WorkflowOut::from(&workflow);
+    answer.target_health = service::target_health(&app, &workflow)
+        .await?
+        .map(Into::into);
+    Ok(ok(&answer))
 }
 
 /// Switch a workflow on or off; the managed endpoint follows.

@@ -33,7 +33,7 @@ pub async fn list(
         Some(s) => Some(serde_json::from_value::<RunStatus>(json!(s)).map_err(|_| {
             InvalidInput::at(
                 "status",
-                "status must be pending, running, succeeded, retrying or dead",
+                "status must be pending, running, succeeded, retrying, dead or stuck",
             )
         })?),
     };

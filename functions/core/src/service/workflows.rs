@@ -100,6 +100,19 @@ pub async fn get(app: &App, conn: &ConnectionId, wid: &WorkflowId) -> Result<Wor
         .ok_or(Error::NotFound("workflow"))
 }
 
+/// The breaker of the workflow's target (closed and clean when none was
+/// ever written); `None` without a target.
+pub async fn target_health(
+    app: &App,
+    workflow: &Workflow,
+) -> Result<Option<crate::workflow::breaker::Breaker>> {
+    let Some(target) = &workflow.target else {
+        return Ok(None);
+    };
+    let key = crate::workflow::limits::target_key(&workflow.connection_id, &target.url);
+    Ok(Some(app.gates.get_breaker(&key).await?.unwrap_or_default()))
+}
+
 /// Checks a workflow as a user wrote it: known trigger and actions,
 /// well-formed filter and templates, and each step's input valid for its
 /// action once templates are filled from the trigger's sample event and

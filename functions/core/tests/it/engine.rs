@@ -1375,7 +1375,11 @@ async fn a_failing_target_opens_its_breaker_and_its_runs_wait_without_attempts()
     .await;
     for i in 0..5 {
         let e = env
-            .event(&format!("evt_b{i}"), "customer.created", json!({"id": "cus_1"}))
+            .event(
+                &format!("evt_b{i}"),
+                "customer.created",
+                json!({"id": "cus_1"}),
+            )
             .await;
         assert_eq!(
             env.fan_out("w", &e).await[0].1,
@@ -1391,7 +1395,22 @@ async fn a_failing_target_opens_its_breaker_and_its_runs_wait_without_attempts()
         env.fan_out("w", &e).await[0].1,
         Outcome::Deferred(open_until)
     );
-    assert_eq!(target.received_requests().await.unwrap().len(), 5, "not called while open");
+    assert_eq!(
+        target.received_requests().await.unwrap().len(),
+        5,
+        "not called while open"
+    );
+    // The workflow shows its target's state.
+    let req = http::Request::get(format!("/connections/{CONN}/workflows/wf_target"))
+        .body(bytes::Bytes::new())
+        .unwrap();
+    let resp =
+        connector_core::api::handle(&env.app, req, connector_core::api::Routes::Connections).await;
+    let shown: Value = serde_json::from_slice(resp.body()).unwrap();
+    assert_eq!(
+        shown["target_health"],
+        json!({"state": "open", "consecutive_failures": 5, "open_until": open_until})
+    );
     let waiting = env.run("evt_b5", "wf_target").await;
     assert_eq!((waiting.status, waiting.attempts), (RunStatus::Pending, 0));
     assert_eq!(waiting.next_attempt_at, Some(open_until));
@@ -1406,13 +1425,34 @@ async fn a_failing_target_opens_its_breaker_and_its_runs_wait_without_attempts()
     env.clock.set(open_until);
     let mut done: Vec<Outcome> = env.drain("w").await.into_iter().map(|(_, o)| o).collect();
     let run = env.run("evt_b5", "wf_target").await;
-    assert_eq!((run.attempts, run.delivered), (1, true), "the wait cost no attempt");
+    assert_eq!(
+        (run.attempts, run.delivered),
+        (1, true),
+        "the wait cost no attempt"
+    );
     // Closed: the earlier runs' retries go through as they fall due.
     env.clock.set(T + 40);
     done.extend(env.run_due("w").await);
     assert_eq!(done.len(), 6, "{done:?}");
-    assert!(done.iter().all(|o| *o == Outcome::Finished(RunStatus::Succeeded)));
-    assert_eq!(target.received_requests().await.unwrap().len(), 6, "one each since it healed");
+    assert!(
+        done.iter()
+            .all(|o| *o == Outcome::Finished(RunStatus::Succeeded))
+    );
+    assert_eq!(
+        target.received_requests().await.unwrap().len(),
+        6,
+        "one each since it healed"
+    );
+    let req = http::Request::get(format!("/connections/{CONN}/workflows/wf_target"))
+        .body(bytes::Bytes::new())
+        .unwrap();
+    let resp =
+        connector_core::api::handle(&env.app, req, connector_core::api::Routes::Connections).await;
+    let shown: Value = serde_json::from_slice(resp.body()).unwrap();
+    assert_eq!(
+        shown["target_health"],
+        json!({"state": "closed", "consecutive_failures": 0})
+    );
 }
 
 /// With a cap of one delivery at a time, a run whose target is busy is put
@@ -1444,7 +1484,11 @@ async fn a_busy_target_puts_the_run_back_for_a_moment() {
     assert_eq!(env.fan_out("w", &e).await[0].1, Outcome::Deferred(T + 1));
     assert_eq!(env.run("evt_busy", "wf_target").await.attempts, 0);
     assert!(target.received_requests().await.unwrap().is_empty());
-    env.app.gates.release_slot(&key, slot, "other").await.unwrap();
+    env.app
+        .gates
+        .release_slot(&key, slot, "other")
+        .await
+        .unwrap();
     env.clock.set(T + 1);
     assert_eq!(
         env.drain("w").await[0].1,
@@ -1463,7 +1507,9 @@ async fn stripe_429_puts_the_run_back_for_its_retry_after_without_an_attempt() {
         .respond_with(
             ResponseTemplate::new(429)
                 .insert_header("retry-after", "7")
-                .set_body_json(json!({"error": {"type": "rate_limit_error", "message": "Too many requests"}})),
+                .set_body_json(
+                    json!({"error": {"type": "rate_limit_error", "message": "Too many requests"}}),
+                ),
         )
         .up_to_n_times(3)
         .mount(&env.stripe)
@@ -1477,10 +1523,15 @@ async fn stripe_429_puts_the_run_back_for_its_retry_after_without_an_attempt() {
         "wf_fin",
         "invoice.created",
         None,
-        vec![("invoices.finalize", json!({"id": "{{event.data.object.id}}"}))],
+        vec![(
+            "invoices.finalize",
+            json!({"id": "{{event.data.object.id}}"}),
+        )],
     )
     .await;
-    let e = env.event("evt_429", "invoice.created", json!({"id": "in_1"})).await;
+    let e = env
+        .event("evt_429", "invoice.created", json!({"id": "in_1"}))
+        .await;
     assert_eq!(env.fan_out("w", &e).await[0].1, Outcome::Deferred(T + 7));
     let run = env.run("evt_429", "wf_fin").await;
     assert_eq!((run.status, run.attempts), (RunStatus::Pending, 0));
@@ -1518,13 +1569,19 @@ async fn a_spent_stripe_budget_puts_the_run_back_and_keeps_its_done_steps() {
         ],
     )
     .await;
-    let e = env.event("evt_budget", "invoice.created", json!({"id": "in_1"})).await;
+    let e = env
+        .event("evt_budget", "invoice.created", json!({"id": "in_1"}))
+        .await;
     let started = std::time::Instant::now();
     assert_eq!(env.fan_out("w", &e).await[0].1, Outcome::Deferred(T + 1));
     assert!(started.elapsed() >= connector_core::workflow::limits::MAX_BUDGET_WAIT);
     let run = env.run("evt_budget", "wf_two").await;
     assert_eq!((run.steps.len(), run.attempts), (1, 0));
-    assert_eq!(env.stripe_calls().await.len(), 1, "the second call was held back");
+    assert_eq!(
+        env.stripe_calls().await.len(),
+        1,
+        "the second call was held back"
+    );
     env.clock.set(T + 1);
     assert_eq!(
         env.drain("w").await[0].1,
@@ -1553,7 +1610,9 @@ async fn a_message_received_twice_runs_once_and_one_received_too_often_is_stuck(
         vec![("invoices.finalize", json!({"id": "in_1"}))],
     )
     .await;
-    let e = env.event("evt_twice", "invoice.created", json!({"id": "in_1"})).await;
+    let e = env
+        .event("evt_twice", "invoice.created", json!({"id": "in_1"}))
+        .await;
     let queued = env.engine("w").fan_out(&e).await.unwrap();
     env.app.queue.send(&queued, 0).await.unwrap();
     let done = env.drain("w").await;
@@ -1563,7 +1622,9 @@ async fn a_message_received_twice_runs_once_and_one_received_too_often_is_stuck(
     );
     assert_eq!(env.stripe_calls().await.len(), 1);
 
-    let e = env.event("evt_poison", "invoice.created", json!({"id": "in_1"})).await;
+    let e = env
+        .event("evt_poison", "invoice.created", json!({"id": "in_1"}))
+        .await;
     let queued = env.engine("w").fan_out(&e).await.unwrap();
     let _ = env.queue.try_recv();
     let outcome = env.engine("w").handle_message(&queued[0], 6).await.unwrap();
