@@ -14,7 +14,7 @@ use connector_core::config::Config;
 use connector_core::model::{
     Connection, ConnectionSecrets, Step, StoredEvent, Target, WebhookMode, Workflow,
 };
-use connector_core::ports::{RunRef, RunStore};
+use connector_core::ports::RunRef;
 use connector_core::workflow::engine::Engine;
 use connector_core::workflow::run::{Run, RunStatus};
 use connector_testkit::sqs::{Poller, create_run_queue};
