@@ -1459,7 +1459,6 @@ async fn a_failing_target_opens_its_breaker_and_its_runs_wait_without_attempts()
 /// back for a second later, attempt not spent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_target_puts_the_run_back_for_a_moment() {
-    use connector_core::ports::GateStore;
     let env = env_config(true, &[("TARGET_CONCURRENCY", "1")]).await;
     let target = MockServer::start().await;
     Mock::given(method("POST"))
