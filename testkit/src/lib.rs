@@ -4,5 +4,6 @@
 //! poller that behaves like Lambda's event source mapping.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support: a failed set-up should stop the test
 
+pub mod noisy;
 pub mod recorder;
 pub mod sqs;

@@ -325,11 +325,11 @@ pub trait RunQueue: Send + Sync {
 /// per-target concurrency cap, the circuit breakers, the scheduler's horizon.
 #[async_trait]
 pub trait GateStore: Send + Sync {
-    /// Counts one use of `key` in the one-second window `window` (Unix
-    /// seconds) unless `limit` uses are counted there already: `true` when
-    /// counted. Atomic across callers.
-    async fn count_in_window(&self, key: &str, window: i64, limit: u32)
-    -> Result<bool, StoreError>;
+    /// Counts one request for `key` in the one-second window `window`
+    /// (Unix seconds) and answers how many were counted there, this one
+    /// included: the first `limit` are within the budget; the count past
+    /// it says how many wait for later windows. Atomic across callers.
+    async fn count_in_window(&self, key: &str, window: i64) -> Result<u32, StoreError>;
     /// Takes one of `slots` leases of `key` for `owner` until `until`:
     /// the slot taken, or `None` while all are held (a lease ended by `now`
     /// is free again).

@@ -779,31 +779,29 @@ fn gate_pk(key: &str) -> String {
 }
 
 /// Gates: small items under `GATE#{key}`, each with a TTL, so none outlives
-/// its use. A rate window is one counter item per second (one conditional
-/// `ADD` per Stripe call, no read); a target slot is a lease item; a breaker
-/// and a mark are one versioned item each.
+/// its use. A rate window is one counter item per second (one atomic `ADD`
+/// per Stripe call, no read); a target slot is a lease item; a breaker and
+/// a mark are one versioned item each.
 #[async_trait]
 impl GateStore for DynamoStore {
-    async fn count_in_window(
-        &self,
-        key: &str,
-        window: i64,
-        limit: u32,
-    ) -> Result<bool, StoreError> {
-        let result = self
+    async fn count_in_window(&self, key: &str, window: i64) -> Result<u32, StoreError> {
+        let out = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(gate_pk(key)))
             .key("sk", s(format!("W#{window}")))
             .update_expression("ADD uses :one SET expires_at = :ttl")
-            .condition_expression("attribute_not_exists(uses) OR uses < :limit")
             .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":limit", n(i64::from(limit)))
             .expression_attribute_values(":ttl", n(window + 3600))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
             .send()
-            .await;
-        updated(result)
+            .await
+            .map_err(sdk_error)?;
+        out.attributes()
+            .and_then(|a| get_n(a, "uses"))
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| StoreError::Corrupt("a rate window without its count".into()))
     }
 
     async fn take_slot(

@@ -29,22 +29,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[async_trait]
 impl GateStore for MemoryGates {
-    async fn count_in_window(
-        &self,
-        key: &str,
-        window: i64,
-        limit: u32,
-    ) -> Result<bool, StoreError> {
+    async fn count_in_window(&self, key: &str, window: i64) -> Result<u32, StoreError> {
         let mut windows = lock(&self.windows);
         if windows.len() > 10_000 {
             windows.retain(|(_, w), _| *w > window - KEEP_WINDOWS);
         }
         let n = windows.entry((key.to_string(), window)).or_insert(0);
-        if *n >= limit {
-            return Ok(false);
-        }
-        *n += 1;
-        Ok(true)
+        *n = n.saturating_add(1);
+        Ok(*n)
     }
 
     async fn take_slot(

@@ -415,8 +415,16 @@ impl<'a> Engine<'a> {
             }
         }
         let read = run.version;
+        let due = run.due_at();
         match run.claim(&self.worker, now, LEASE_SECS, max) {
-            Ok(()) => {}
+            Ok(()) => {
+                // How late the attempt starts: the scheduling's health.
+                tracing::info!(
+                    connection = %run.connection_id, event_id = %run.event_id, workflow = %run.workflow_id,
+                    attempts = run.attempts, late_secs = due.map_or(0, |d| (now - d).max(0)),
+                    "run attempt started"
+                );
+            }
             Err(TransitionError::Exhausted(attempts)) => {
                 tracing::warn!(connection = %run.connection_id, event_id = %run.event_id, workflow = %run.workflow_id, attempts, "run dead: attempts used up");
                 self.release(slot).await;

@@ -14,7 +14,7 @@ use crate::stripe::{Pacer, StripeError};
 
 /// How long a step waits for its connection's budget before its run is put
 /// back on the queue (the worker moves on to other tenants' runs).
-pub const MAX_BUDGET_WAIT: Duration = Duration::from_secs(2);
+pub const MAX_BUDGET_WAIT: Duration = Duration::from_secs(1);
 
 /// A connection's Stripe budget: at most `per_second` requests (and
 /// `search_per_second` search requests) in any one-second window, counted
@@ -29,35 +29,60 @@ pub struct StripeBudget {
 
 #[async_trait]
 impl Pacer for StripeBudget {
+    /// Counts the request in the current second's window. Within the
+    /// limit it goes; one place past it (the next second has room) it waits
+    /// for that second; further back it is refused with the wait its place
+    /// implies (`Budget`), so the run is put back for then and frees its
+    /// worker for other tenants — a burst of one connection spreads over
+    /// the seconds its budget needs instead of holding every executor.
     async fn pace(&self, search: bool) -> Result<(), StripeError> {
         let (class, limit) = if search {
             ("search", self.search_per_second)
         } else {
             ("api", self.per_second)
         };
+        let limit = limit.max(1);
         let key = format!("stripe#{}#{class}", self.connection_id);
         let started = std::time::Instant::now();
         loop {
-            match self
-                .gates
-                .count_in_window(&key, self.clock.now(), limit)
-                .await
-            {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
+            // Nothing counted in a window's last 50 ms: a request counted
+            // there could reach Stripe in the next second, on top of that
+            // second's own budget.
+            if let Some(wait) = window_closing() {
+                tokio::time::sleep(wait).await;
+            }
+            let place = match self.gates.count_in_window(&key, self.clock.now()).await {
+                Ok(place) => place,
                 // The budget protects; it must not stop work when its store
                 // fails. Stripe's own 429 still guards the account.
                 Err(e) => {
                     tracing::warn!(connection = %self.connection_id, error = %e, "Stripe budget unavailable; request sent unpaced");
                     return Ok(());
                 }
+            };
+            if place <= limit {
+                return Ok(());
             }
-            if started.elapsed() >= MAX_BUDGET_WAIT {
-                return Err(StripeError::Budget(Duration::from_secs(1)));
+            // Seconds until a window would have room for this place.
+            let behind = (place - 1) / limit;
+            if behind > 1 || started.elapsed() >= MAX_BUDGET_WAIT {
+                let spread = rand::random::<u64>() % 2;
+                return Err(StripeError::Budget(Duration::from_secs(
+                    u64::from(behind) + spread,
+                )));
             }
             tokio::time::sleep(until_next_second()).await;
         }
     }
+}
+
+/// While a second's last 50 ms run: the time to the next second.
+fn window_closing() -> Option<Duration> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let into_second = u64::from(now.subsec_millis());
+    (into_second >= 950).then(|| Duration::from_millis(1000 - into_second))
 }
 
 /// From now to the next whole second, plus a few milliseconds at random so
@@ -98,12 +123,23 @@ mod tests {
             budget.pace(false).await.unwrap();
         }
         budget.pace(true).await.unwrap();
+        // The 4th waits for the next window (on this clock it never comes).
         let started = std::time::Instant::now();
         assert!(matches!(
             budget.pace(false).await,
             Err(StripeError::Budget(_))
         ));
         assert!(started.elapsed() >= MAX_BUDGET_WAIT);
+        // Far back in line: refused at once, with the wait its place implies.
+        for _ in 0..6 {
+            let _ = budget.pace(false).await;
+        }
+        let started = std::time::Instant::now();
+        match budget.pace(false).await {
+            Err(StripeError::Budget(wait)) => assert!(wait >= Duration::from_secs(3), "{wait:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(started.elapsed() < MAX_BUDGET_WAIT);
     }
 
     #[test]
