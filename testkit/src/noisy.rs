@@ -39,6 +39,12 @@ pub struct Plan {
     pub hang: Duration,
     /// Give up waiting for the healthy work after this long.
     pub deadline: Duration,
+    /// Events sent a second, across connections (`None`: as fast as the
+    /// senders go). Stripe sends an account's events as they happen; a
+    /// steady rate shows what a tenant waits for, not a backlog's drain.
+    pub rate: Option<f64>,
+    /// Whether connections 0–2 misbehave (off: the control run).
+    pub faults: bool,
 }
 
 impl Default for Plan {
@@ -49,6 +55,8 @@ impl Default for Plan {
             senders: 16,
             hang: Duration::from_secs(20),
             deadline: Duration::from_secs(600),
+            rate: Some(200.0),
+            faults: true,
         }
     }
 }
@@ -78,6 +86,7 @@ pub struct Seen {
 struct TargetFake {
     seen: Arc<Seen>,
     hang: Duration,
+    faults: bool,
 }
 
 impl Respond for TargetFake {
@@ -99,8 +108,8 @@ impl Respond for TargetFake {
             .or_default()
             .push(Instant::now());
         match conn {
-            HANGING => ResponseTemplate::new(204).set_delay(self.hang),
-            FAILING => ResponseTemplate::new(500),
+            HANGING if self.faults => ResponseTemplate::new(204).set_delay(self.hang),
+            FAILING if self.faults => ResponseTemplate::new(500),
             _ => ResponseTemplate::new(204),
         }
     }
@@ -108,6 +117,7 @@ impl Respond for TargetFake {
 
 struct StripeFake {
     seen: Arc<Seen>,
+    faults: bool,
 }
 
 impl Respond for StripeFake {
@@ -130,17 +140,34 @@ impl Respond for StripeFake {
             .unwrap()
             .entry((key, second))
             .or_default() += 1;
-        if key == THROTTLED && rand::random::<f64>() < 0.2 {
+        if self.faults && key == THROTTLED && rand::random::<f64>() < 0.2 {
             self.seen.stripe_429.fetch_add(1, Ordering::Relaxed);
             return ResponseTemplate::new(429).set_body_json(
                 json!({"error": {"type": "invalid_request_error", "code": "rate_limit", "message": "Too many requests"}}),
             );
         }
-        if let Some(k) = req.headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
-            *self.seen.writes.lock().unwrap().entry(k.to_string()).or_default() += 1;
+        if let Some(k) = req
+            .headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+        {
+            *self
+                .seen
+                .writes
+                .lock()
+                .unwrap()
+                .entry(k.to_string())
+                .or_default() += 1;
         }
-        let id = req.url.path().split('/').nth(3).unwrap_or("in_x").to_string();
-        ResponseTemplate::new(200).set_body_json(json!({"id": id, "object": "invoice", "status": "open"}))
+        let id = req
+            .url
+            .path()
+            .split('/')
+            .nth(3)
+            .unwrap_or("in_x")
+            .to_string();
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"id": id, "object": "invoice", "status": "open"}))
     }
 }
 
@@ -152,6 +179,8 @@ pub struct Observer {
     /// Retries (attempt 2+): the latest start after the due time, seconds.
     pub max_retry_late: AtomicUsize,
     pub retries: AtomicUsize,
+    /// Every attempt, the first too (after a run was put back, say).
+    pub max_late: AtomicUsize,
 }
 
 struct Fields {
@@ -196,11 +225,13 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ObserverLayer {
                 .lock()
                 .unwrap()
                 .push((Instant::now(), f.connection, f.message));
-        } else if f.message == "run attempt started" && f.attempts > 1 {
-            self.0.retries.fetch_add(1, Ordering::Relaxed);
-            self.0
-                .max_retry_late
-                .fetch_max(usize::try_from(f.late).unwrap_or(usize::MAX), Ordering::Relaxed);
+        } else if f.message == "run attempt started" {
+            let late = usize::try_from(f.late).unwrap_or(usize::MAX);
+            self.0.max_late.fetch_max(late, Ordering::Relaxed);
+            if f.attempts > 1 {
+                self.0.retries.fetch_add(1, Ordering::Relaxed);
+                self.0.max_retry_late.fetch_max(late, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -258,13 +289,18 @@ pub struct Report {
     pub transitions: Vec<String>,
     pub retries: usize,
     pub max_retry_late_secs: usize,
+    pub max_late_secs: usize,
 }
 
 fn quantile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
 }
@@ -369,12 +405,16 @@ pub async fn run(plan: Plan, host: Host, observer: Option<&Observer>) -> Report 
         .respond_with(TargetFake {
             seen: seen.clone(),
             hang: plan.hang,
+            faults: plan.faults,
         })
         .mount(&target)
         .await;
     let stripe = MockServer::builder().start().await;
     Mock::given(wiremock::matchers::any())
-        .respond_with(StripeFake { seen: seen.clone() })
+        .respond_with(StripeFake {
+            seen: seen.clone(),
+            faults: plan.faults,
+        })
         .mount(&stripe)
         .await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -382,136 +422,160 @@ pub async fn run(plan: Plan, host: Host, observer: Option<&Observer>) -> Report 
 
     // The app that ingests, and a sender for one webhook.
     let now = connector_core::ports::Clock::now(&connector_core::ports::SystemClock);
-    let (ingest_app, send): (Arc<App>, Arc<dyn Fn(usize, String, String) -> SendFuture + Send + Sync>) =
-        match &host {
-            Host::Dev { data_dir } => {
-                let d = data_dir.display().to_string();
-                let base = stripe.uri();
-                let config = connector_core::config::Config::from_lookup(|k| match k {
-                    "CONNECTOR_DATA_DIR" => Some(d.clone()),
-                    "STRIPE_API_BASE" => Some(base.clone()),
-                    "CONNECTOR_ALLOW_PRIVATE_TARGETS" => Some("true".into()),
-                    "STRIPE_MAX_RETRIES" => Some("1".into()),
-                    _ => None,
+    let (ingest_app, send): (Arc<App>, Sender) = match &host {
+        Host::Dev { data_dir } => {
+            let d = data_dir.display().to_string();
+            let base = stripe.uri();
+            let config = connector_core::config::Config::from_lookup(|k| match k {
+                "CONNECTOR_DATA_DIR" => Some(d.clone()),
+                "STRIPE_API_BASE" => Some(base.clone()),
+                "CONNECTOR_ALLOW_PRIVATE_TARGETS" => Some("true".into()),
+                "STRIPE_MAX_RETRIES" => Some("1".into()),
+                _ => None,
+            })
+            .unwrap();
+            let app = connector_embedded::app(config).unwrap();
+            seed(&app, &plan, &target.uri()).await;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = dev_server::DevServer::new(
+                app,
+                SecretString::from("noisy_token_0123456789".to_string()),
+            );
+            let app = Arc::new(server.app().clone());
+            background.push(tokio::spawn(server.serve(listener)));
+            let http = reqwest::Client::new();
+            let send = move |i: usize, _id: String, body: String| -> SendFuture {
+                let http = http.clone();
+                Box::pin(async move {
+                    let sig = sign_header(
+                        body.as_bytes(),
+                        SECRET,
+                        connector_core::ports::Clock::now(&connector_core::ports::SystemClock),
+                    );
+                    let resp = http
+                        .post(format!("http://{addr}/webhooks/{}", connection_id(i)))
+                        .header("stripe-signature", sig)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap();
+                    resp.status().as_u16()
                 })
-                .unwrap();
-                let app = connector_embedded::app(config).unwrap();
-                seed(&app, &plan, &target.uri()).await;
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let addr = listener.local_addr().unwrap();
-                let server = dev_server::DevServer::new(app, SecretString::from("noisy_token_0123456789".to_string()));
-                let app = Arc::new(server.app().clone());
-                background.push(tokio::spawn(server.serve(listener)));
-                let http = reqwest::Client::new();
-                let send = move |i: usize, _id: String, body: String| -> SendFuture {
-                    let http = http.clone();
-                    Box::pin(async move {
-                        let sig = sign_header(body.as_bytes(), SECRET, connector_core::ports::Clock::now(&connector_core::ports::SystemClock));
-                        let resp = http
-                            .post(format!("http://{addr}/webhooks/{}", connection_id(i)))
-                            .header("stripe-signature", sig)
-                            .header("content-type", "application/json")
-                            .body(body)
-                            .send()
-                            .await
-                            .unwrap();
-                        resp.status().as_u16()
-                    })
-                };
-                (app, Arc::new(send))
-            }
-            Host::Moto { executors } => {
-                let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                let table = format!("noisy-{}", uuid_like());
-                connector_core::adapters::dynamo::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
-                    .await
-                    .unwrap();
-                let (queue_url, _) = crate::sqs::create_run_queue(
-                    &aws_sdk_sqs::Client::new(&sdk),
-                    &format!("noisy-{}", uuid_like()),
-                    60,
-                    6,
-                )
-                .await;
-                let prefix = format!("noisy-{}/", uuid_like());
-                let container = || {
-                    Arc::new(
-                        App::aws_clients(
-                            moto_config(&stripe.uri(), &table, &prefix),
-                            aws_sdk_dynamodb::Client::new(&sdk),
-                            aws_sdk_secretsmanager::Client::new(&sdk),
-                        )
-                        .unwrap()
-                        .with_queue(Arc::new(connector_core::adapters::sqs::SqsQueue::new(
+            };
+            (app, Arc::new(send))
+        }
+        Host::Moto { executors } => {
+            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let table = format!("noisy-{}", uuid_like());
+            connector_core::adapters::dynamo::create_table(
+                &aws_sdk_dynamodb::Client::new(&sdk),
+                &table,
+            )
+            .await
+            .unwrap();
+            let (queue_url, _) = crate::sqs::create_run_queue(
+                &aws_sdk_sqs::Client::new(&sdk),
+                &format!("noisy-{}", uuid_like()),
+                60,
+                6,
+            )
+            .await;
+            let prefix = format!("noisy-{}/", uuid_like());
+            let container = || {
+                Arc::new(
+                    App::aws_clients(
+                        moto_config(&stripe.uri(), &table, &prefix),
+                        aws_sdk_dynamodb::Client::new(&sdk),
+                        aws_sdk_secretsmanager::Client::new(&sdk),
+                    )
+                    .unwrap()
+                    .with_queue(Arc::new(
+                        connector_core::adapters::sqs::SqsQueue::new(
                             aws_sdk_sqs::Client::new(&sdk),
                             queue_url.clone(),
-                        ))),
-                    )
-                };
+                        ),
+                    )),
+                )
+            };
+            let app = container();
+            seed(&app, &plan, &target.uri()).await;
+            for _ in 0..*executors {
                 let app = container();
-                seed(&app, &plan, &target.uri()).await;
-                for _ in 0..*executors {
-                    let app = container();
-                    let poller = crate::sqs::Poller {
-                        client: aws_sdk_sqs::Client::new(&sdk),
-                        url: queue_url.clone(),
-                        batch: 10,
-                        visibility: None,
-                    };
-                    let stop = stop.clone();
-                    background.push(tokio::spawn(async move {
-                        while !stop.load(Ordering::Relaxed) {
-                            poller.poll(&app, 1).await;
-                        }
-                    }));
-                }
-                // The scheduler, every 5 s.
-                let scheduler = container();
-                let stop2 = stop.clone();
+                let poller = crate::sqs::Poller {
+                    client: aws_sdk_sqs::Client::new(&sdk),
+                    url: queue_url.clone(),
+                    batch: 10,
+                    visibility: None,
+                };
+                let stop = stop.clone();
                 background.push(tokio::spawn(async move {
-                    while !stop2.load(Ordering::Relaxed) {
-                        let _ = connector_core::lambda::scheduler_tick(&scheduler).await;
-                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    while !stop.load(Ordering::Relaxed) {
+                        poller.poll(&app, 1).await;
                     }
                 }));
-                // webhook-ingest's router, then the stream's work (fan-out).
-                let ingest = container();
-                let send = move |i: usize, id: String, body: String| -> SendFuture {
-                    let app = ingest.clone();
-                    Box::pin(async move {
-                        let sig = sign_header(body.as_bytes(), SECRET, app.clock.now());
-                        let req = http::Request::post(format!("/webhooks/{}", connection_id(i)))
-                            .header("host", "noisy.execute-api.us-east-1.amazonaws.com")
-                            .header("stripe-signature", sig)
-                            .body(bytes::Bytes::from(body))
-                            .unwrap();
-                        let resp = connector_core::api::handle(&app, req, connector_core::api::Routes::Ingest).await;
-                        let status = resp.status().as_u16();
-                        if status == 200 {
-                            let event = app.events.get_event(&connection_id(i), &id).await.unwrap().unwrap();
-                            let engine = connector_core::workflow::engine::Engine::new(&app, "fanout");
-                            engine.fan_out(&event).await.unwrap();
-                        }
-                        status
-                    })
-                };
-                (app, Arc::new(send))
             }
-        };
+            // The scheduler, every 5 s.
+            let scheduler = container();
+            let stop2 = stop.clone();
+            background.push(tokio::spawn(async move {
+                while !stop2.load(Ordering::Relaxed) {
+                    let _ = connector_core::lambda::scheduler_tick(&scheduler).await;
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }));
+            // webhook-ingest's router, then the stream's work (fan-out).
+            let ingest = container();
+            let send = move |i: usize, id: String, body: String| -> SendFuture {
+                let app = ingest.clone();
+                Box::pin(async move {
+                    let sig = sign_header(body.as_bytes(), SECRET, app.clock.now());
+                    let req = http::Request::post(format!("/webhooks/{}", connection_id(i)))
+                        .header("host", "noisy.execute-api.us-east-1.amazonaws.com")
+                        .header("stripe-signature", sig)
+                        .body(bytes::Bytes::from(body))
+                        .unwrap();
+                    let resp =
+                        connector_core::api::handle(&app, req, connector_core::api::Routes::Ingest)
+                            .await;
+                    let status = resp.status().as_u16();
+                    if status == 200 {
+                        let event = app
+                            .events
+                            .get_event(&connection_id(i), &id)
+                            .await
+                            .unwrap()
+                            .unwrap();
+                        let engine = connector_core::workflow::engine::Engine::new(&app, "fanout");
+                        engine.fan_out(&event).await.unwrap();
+                    }
+                    status
+                })
+            };
+            (app, Arc::new(send))
+        }
+    };
 
     // The senders: events interleaved across connections.
     let started = Instant::now();
     let work: Vec<(usize, usize)> = (0..plan.events)
         .flat_map(|n| (0..plan.connections).map(move |i| (i, n)))
         .collect();
-    let work = Arc::new(Mutex::new(work.into_iter()));
+    let work = Arc::new(Mutex::new(work.into_iter().enumerate()));
     let mut senders = Vec::new();
     for _ in 0..plan.senders {
         let (work, send, seen) = (work.clone(), send.clone(), seen.clone());
+        let rate = plan.rate;
         senders.push(tokio::spawn(async move {
             loop {
                 let next = work.lock().unwrap().next();
-                let Some((i, n)) = next else { break };
+                let Some((k, (i, n))) = next else { break };
+                if let Some(rate) = rate {
+                    #[allow(clippy::cast_precision_loss)]
+                    let at = started + Duration::from_secs_f64(k as f64 / rate);
+                    tokio::time::sleep_until(at.into()).await;
+                }
                 let (id, body) = event_body(i, n, now);
                 let status = send(i, id.clone(), body).await;
                 assert_eq!(status, 200, "webhook {id}");
@@ -526,7 +590,7 @@ pub async fn run(plan: Plan, host: Host, observer: Option<&Observer>) -> Report 
 
     // Until every healthy delivery and every step is done.
     let healthy: Vec<usize> = (0..plan.connections)
-        .filter(|i| *i != HANGING && *i != FAILING)
+        .filter(|i| !plan.faults || (*i != HANGING && *i != FAILING))
         .collect();
     let want_deliveries = healthy.len() * plan.events;
     let want_steps = plan.connections * plan.events;
@@ -613,10 +677,13 @@ pub async fn run(plan: Plan, host: Host, observer: Option<&Observer>) -> Report 
         }),
         retries: observer.map_or(0, |o| o.retries.load(Ordering::Relaxed)),
         max_retry_late_secs: observer.map_or(0, |o| o.max_retry_late.load(Ordering::Relaxed)),
+        max_late_secs: observer.map_or(0, |o| o.max_late.load(Ordering::Relaxed)),
     }
 }
 
 type SendFuture = std::pin::Pin<Box<dyn Future<Output = u16> + Send>>;
+/// Sends one event (connection, id, body); answers the HTTP status.
+type Sender = Arc<dyn Fn(usize, String, String) -> SendFuture + Send + Sync>;
 
 fn uuid_like() -> String {
     format!(
@@ -633,10 +700,14 @@ impl Report {
     /// What must hold whatever the host: exactly once for the healthy, one
     /// write per step, Stripe's budget kept.
     pub fn check(&self, plan: &Plan) {
-        let healthy = plan.connections - 2;
+        let healthy = plan.connections - if plan.faults { 2 } else { 0 };
         assert_eq!(self.healthy_deliveries, healthy * plan.events, "{self:#?}");
         assert_eq!(self.healthy_duplicates, 0, "{self:#?}");
-        assert_eq!(self.step_writes, plan.connections * plan.events, "{self:#?}");
+        assert_eq!(
+            self.step_writes,
+            plan.connections * plan.events,
+            "{self:#?}"
+        );
         assert_eq!(self.step_duplicates, 0, "{self:#?}");
         assert!(self.max_stripe_per_second <= self.budget, "{self:#?}");
     }

@@ -29,19 +29,28 @@ pub struct Polled {
 
 impl Poller {
     /// One batch, as the event source mapping would invoke the function
-    /// with it; waits up to `wait_secs` for messages.
+    /// with it; waits up to `wait_secs` for messages. (Short polls every
+    /// 100 ms rather than SQS's long polling: the test server, moto, answers
+    /// one request at a time, and a long poll would hold everyone else.)
     pub async fn poll(&self, app: &Arc<App>, wait_secs: i32) -> Polled {
-        let out = self
-            .client
-            .receive_message()
-            .queue_url(&self.url)
-            .max_number_of_messages(self.batch)
-            .wait_time_seconds(wait_secs)
-            .set_visibility_timeout(self.visibility)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .expect("receive from the run queue");
+        let deadline = std::time::Instant::now()
+            + std::time::Duration::from_secs(u64::try_from(wait_secs).unwrap_or(0));
+        let out = loop {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(self.batch)
+                .set_visibility_timeout(self.visibility)
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .send()
+                .await
+                .expect("receive from the run queue");
+            if !out.messages().is_empty() || std::time::Instant::now() >= deadline {
+                break out;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
         let messages = out.messages();
         if messages.is_empty() {
             return Polled::default();

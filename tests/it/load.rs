@@ -290,3 +290,31 @@ async fn all_runs(
         }
     }
 }
+
+/// The noisy-neighbour load on the AWS path at CI size (10 connections ×
+/// 20 events × 2 workflows): moto's DynamoDB, Secrets Manager and SQS,
+/// eight executor containers fed by pollers that behave like the event
+/// source mapping. Connection 0's target hangs past the timeout, 1's
+/// answers 500, 2's steps get 429 on 20% of Stripe calls. Not timed: every
+/// healthy (event, workflow) is delivered once, every step written once,
+/// no key over its Stripe budget in any second, and the failing targets
+/// cost a handful of attempts (the breaker), not one per run. Full size:
+/// `infra/bench.sh noisy --host moto` (docs/benchmarks.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn noisy_neighbours_on_the_aws_path() {
+    use connector_testkit::noisy::{Host, Plan, run};
+    let plan = Plan {
+        connections: 10,
+        events: 20,
+        senders: 8,
+        hang: Duration::from_secs(20),
+        deadline: Duration::from_secs(240),
+        rate: None,
+        faults: true,
+    };
+    let report = run(plan.clone(), Host::Moto { executors: 8 }, None).await;
+    report.check(&plan);
+    // The breaker: after 5 failures in a row the targets are left alone.
+    assert!(report.failing_attempts < plan.events, "{report:#?}");
+    assert!(report.hanging_attempts < plan.events, "{report:#?}");
+}

@@ -2,13 +2,16 @@
 //!
 //! `infra/bench.sh cost` (starts moto). Runs the real code path against moto
 //! through recording SDK clients: webhook-ingest stores a signed ~2 KB
-//! `invoice.created`, then trigger-fanout takes its stream record and runs
-//! its one workflow (a target that answers 200). Every DynamoDB and Secrets
-//! Manager call is recorded with the size of each item written; write and
-//! read units follow DynamoDB's rules (1 KB per write unit, index copies
-//! billed too; 4 KB per strongly consistent read unit). Durations per
-//! invocation come from the flags (`--ingest-ms`, `--fanout-ms`, warm medians
-//! measured by `infra/bench.sh coldstart`).
+//! `invoice.created`, trigger-fanout takes its stream record, makes its run
+//! and queues it (SQS on moto), and run-executor, fed by the in-process
+//! poller, delivers it to a target that answers 200. Every DynamoDB,
+//! Secrets Manager and SQS call is recorded with the size of each item
+//! written; write and read units follow DynamoDB's rules (1 KB per write
+//! unit, index copies billed too; 4 KB per strongly consistent read unit).
+//! The event source mapping's own receives and deletes are modelled (one of
+//! each per batch, `--batch`). Durations per invocation come from the flags
+//! (`--ingest-ms`, `--fanout-ms`, `--executor-ms`: warm medians measured by
+//! `infra/bench.sh coldstart`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use std::collections::{BTreeMap, HashMap};
@@ -40,6 +43,7 @@ const LAMBDA_ARM_GB_SECOND: f64 = 0.000_013_333_4;
 const DDB_WRITE_UNIT_PER_MILLION: f64 = 0.625;
 const DDB_READ_UNIT_PER_MILLION: f64 = 0.125;
 const SECRETS_PER_MILLION_CALLS: f64 = 5.00;
+const SQS_PER_MILLION_REQUESTS: f64 = 0.40;
 const MEMORY_GB: f64 = 128.0 / 1024.0;
 
 fn flag(name: &str, default: f64) -> f64 {
@@ -56,6 +60,7 @@ struct Units {
     write_units: usize,
     read_units: usize,
     secrets_calls: usize,
+    sqs_calls: usize,
     items: Vec<(String, usize, bool)>,
 }
 
@@ -81,7 +86,9 @@ fn units(calls: &[Call], indexed_before: &mut HashMap<String, bool>) -> Units {
                 u.write_units += c.other_indexes * size.div_ceil(1024).max(1);
                 u.items.push((key, size, c.indexed));
             }
-            "dynamodb:DeleteItem" => u.write_units += 1,
+            // Gate items (target slots, rate windows): under 1 KB.
+            "dynamodb:DeleteItem" | "dynamodb:UpdateItem" => u.write_units += 1,
+            a if a.starts_with("sqs:") => u.sqs_calls += 1,
             "dynamodb:GetItem" | "dynamodb:Query" => u.read_units += 1,
             a if a.starts_with("secretsmanager:") => u.secrets_calls += 1,
             _ => {}
@@ -93,8 +100,10 @@ fn units(calls: &[Call], indexed_before: &mut HashMap<String, bool>) -> Units {
 #[tokio::main]
 async fn main() {
     let ingest_ms = flag("--ingest-ms", 10.0);
-    let fanout_ms = flag("--fanout-ms", 25.0);
+    let fanout_ms = flag("--fanout-ms", 10.0);
+    let executor_ms = flag("--executor-ms", 25.0);
     let target_ms = flag("--target-ms", 0.0);
+    let batch = flag("--batch", 10.0);
     std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL must point at moto");
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let table = format!("cost-{}", now_secs());
@@ -160,6 +169,24 @@ async fn main() {
 
     let recorder = Recorder::default();
     let (dynamo, secrets) = recorder.clients(&sdk);
+    let sqs = recorder.sqs_client(&sdk);
+    let (queue_url, _) = connector_testkit::sqs::create_run_queue(
+        &aws_sdk_sqs::Client::new(&sdk),
+        &format!("cost-{}", now_secs()),
+        60,
+        6,
+    )
+    .await;
+    let queue = Arc::new(connector_core::adapters::sqs::SqsQueue::new(
+        sqs,
+        queue_url.clone(),
+    ));
+    let poller = connector_testkit::sqs::Poller {
+        client: aws_sdk_sqs::Client::new(&sdk),
+        url: queue_url,
+        batch: 10,
+        visibility: None,
+    };
     let (t, p) = (table.clone(), PREFIX.to_string());
     let config = Config::from_lookup(|k| match k {
         "TABLE_NAME" => Some(t.clone()),
@@ -171,7 +198,16 @@ async fn main() {
     .expect("config");
     // One process per function, kept warm across the events.
     let ingest = App::aws_clients(config.clone(), dynamo.clone(), secrets.clone()).expect("app");
-    let fanout = Arc::new(App::aws_clients(config, dynamo, secrets).expect("app"));
+    let fanout = Arc::new(
+        App::aws_clients(config.clone(), dynamo.clone(), secrets.clone())
+            .expect("app")
+            .with_queue(queue.clone()),
+    );
+    let executor = Arc::new(
+        App::aws_clients(config, dynamo, secrets)
+            .expect("app")
+            .with_queue(queue),
+    );
 
     let mut indexed = HashMap::new();
     let mut rows = Vec::new();
@@ -205,7 +241,16 @@ async fn main() {
         let out = process_stream(&fanout, batch).await;
         assert!(out.batch_item_failures.is_empty());
         let fanout_units = units(&recorder.take(), &mut indexed);
-        rows.push((phase.to_string(), body.len(), ingest_units, fanout_units));
+        let polled = poller.drain(&executor, 0).await;
+        assert_eq!((polled.received, polled.failed), (1, 0));
+        let executor_units = units(&recorder.take(), &mut indexed);
+        rows.push((
+            phase.to_string(),
+            body.len(),
+            ingest_units,
+            fanout_units,
+            executor_units,
+        ));
     }
 
     println!(
@@ -216,13 +261,17 @@ async fn main() {
         "| invocation | calls | items written (bytes, in index) | write units | read units | Secrets Manager calls |"
     );
     println!("|---|---|---|---|---|---|");
-    for (phase, _, i, f) in &rows {
-        for (name, u) in [("webhook-ingest", i), ("trigger-fanout", f)] {
+    for (phase, _, i, f, x) in &rows {
+        for (name, u) in [
+            ("webhook-ingest", i),
+            ("trigger-fanout", f),
+            ("run-executor", x),
+        ] {
             println!(
                 "| {name}, {phase} | {} | {} | {} | {} | {} |",
                 u.calls
                     .iter()
-                    .map(|(a, n)| format!("{n}× {}", a.trim_start_matches("dynamodb:")))
+                    .map(|(a, n)| format!("{n}× {a}"))
                     .collect::<Vec<_>>()
                     .join(", "),
                 u.items
@@ -247,10 +296,15 @@ async fn main() {
     }
 
     // Steady state: warm containers (secrets cached); cold starts are few.
-    let (_, _, i, f) = &rows[1];
-    let wcu = (i.write_units + f.write_units) as f64;
-    let rcu = (i.read_units + f.read_units) as f64;
-    let gb_s = MEMORY_GB * (ingest_ms + fanout_ms + target_ms) / 1000.0;
+    let (_, _, i, f, x) = &rows[1];
+    let wcu = (i.write_units + f.write_units + x.write_units) as f64;
+    let rcu = (i.read_units + f.read_units + x.read_units) as f64;
+    // One executor invocation per batch of messages; its duration is the
+    // batch's longest run, about one run's (they run side by side).
+    let gb_s = MEMORY_GB * (ingest_ms + fanout_ms + (executor_ms + target_ms) / batch) / 1000.0;
+    // Sends recorded, plus the event source mapping's receive and delete
+    // per batch.
+    let sqs_requests = (i.sqs_calls + f.sqs_calls + x.sqs_calls) as f64 + 2.0 / batch;
     let lines = [
         (
             "API Gateway HTTP API",
@@ -259,16 +313,24 @@ async fn main() {
             HTTP_API_PER_MILLION,
         ),
         (
-            "Lambda requests (ingest + fan-out)",
-            2.0,
+            "Lambda requests (ingest + fan-out + executor per batch)",
+            2.0 + 1.0 / batch,
             "invocations".into(),
             LAMBDA_REQUEST_PER_MILLION,
         ),
         (
             "Lambda duration, arm64 128 MB",
             gb_s,
-            format!("GB-s ({ingest_ms} + {fanout_ms} + {target_ms} ms)"),
+            format!(
+                "GB-s ({ingest_ms} + {fanout_ms} + ({executor_ms} + {target_ms}) / {batch} ms)"
+            ),
             LAMBDA_ARM_GB_SECOND * 1e6,
+        ),
+        (
+            "SQS requests (send; receive and delete per batch)",
+            sqs_requests,
+            "requests".into(),
+            SQS_PER_MILLION_REQUESTS,
         ),
         (
             "DynamoDB writes",
@@ -295,9 +357,9 @@ async fn main() {
         println!("| {name} | {qty:.4} {unit} | {cost:.3} |");
     }
     println!("| **total** | | **{total:.2}** |");
-    let cold_secrets = rows[0].2.secrets_calls + rows[0].3.secrets_calls;
+    let cold_secrets = rows[0].2.secrets_calls + rows[0].3.secrets_calls + rows[0].4.secrets_calls;
     println!(
-        "\nSecrets Manager: {cold_secrets} calls per pair of cold starts (${:.2} per million calls); \
+        "\nSecrets Manager: {cold_secrets} calls per set of cold starts (${:.2} per million calls); \
          without the cache it would be {:.2} $ per million events.",
         SECRETS_PER_MILLION_CALLS,
         cold_secrets as f64 * SECRETS_PER_MILLION_CALLS

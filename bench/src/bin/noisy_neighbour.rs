@@ -1,5 +1,5 @@
 //! The noisy-neighbour load (issue 12): `infra/bench.sh noisy [--host dev|moto]
-//! [--connections 10] [--events 1000] [--executors 8]`.
+//! [--connections 10] [--events 1000] [--executors 8] [--rate 200] [--faults off]`.
 //!
 //! Connection 0's target hangs past the delivery timeout, connection 1's
 //! answers 500, connection 2's steps get 429 from Stripe on 20% of calls;
@@ -29,6 +29,13 @@ async fn main() {
             "--events" => plan.events = value.parse().expect("--events N"),
             "--executors" => executors = value.parse().expect("--executors N"),
             "--senders" => plan.senders = value.parse().expect("--senders N"),
+            // The control: every tenant healthy.
+            "--faults" => plan.faults = value != "off",
+            // Events a second across connections; 0: as fast as possible.
+            "--rate" => {
+                let rate: f64 = value.parse().expect("--rate N");
+                plan.rate = (rate > 0.0).then_some(rate);
+            }
             other => panic!("unknown flag {other}"),
         }
     }
@@ -43,8 +50,18 @@ async fn main() {
         other => panic!("--host dev or moto, not {other}"),
     };
     let report = run(plan.clone(), target, Some(&observer)).await;
-    println!("host {host}: {} connections × {} events × 2 workflows", plan.connections, plan.events);
-    println!("ingest: {} events in {:.1} s", report.events, report.ingest.as_secs_f64());
+    println!(
+        "host {host}: {} connections × {} events × 2 workflows, sent at {}",
+        plan.connections,
+        plan.events,
+        plan.rate
+            .map_or("full speed".to_string(), |r| format!("{r} events/s"))
+    );
+    println!(
+        "ingest: {} events in {:.1} s",
+        report.events,
+        report.ingest.as_secs_f64()
+    );
     println!(
         "healthy tenants: delivery latency p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; deliveries drained in {:.1} s; all steps drained in {:.1} s",
         report.healthy_p50.as_secs_f64() * 1000.0,
@@ -58,8 +75,8 @@ async fn main() {
         report.hanging_attempts, report.failing_attempts, report.stripe_429
     );
     println!(
-        "retries started: {}, the latest {} s after its due time",
-        report.retries, report.max_retry_late_secs
+        "retries started: {}, the latest {} s after its due time; any attempt (put-back runs too) at most {} s late",
+        report.retries, report.max_retry_late_secs, report.max_late_secs
     );
     println!(
         "Stripe: at most {} requests in one second from one key (budget {})",

@@ -46,6 +46,8 @@ pub const MAX_CONNECTIONS: usize = 512;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// New events waiting for in-process fan-out; ingest waits when it is full.
 const FANOUT_QUEUE: usize = 1024;
+/// Events fanned out at once.
+const FANOUT_AT_ONCE: usize = 32;
 /// Run executors working the in-process queue at once (the event source
 /// mapping's `MaximumConcurrency` in AWS).
 pub const WORKERS: usize = 64;
@@ -195,11 +197,20 @@ impl DevServer {
         };
         let app = self.app.clone();
         let period = self.limits.scheduler_period;
-        // Fan-out: what a crash left owed first, then each new event.
+        // Fan-out: what a crash left owed first, then each new event, up
+        // to FANOUT_AT_ONCE side by side (a stream has shards in AWS).
         tokio::spawn(async move {
             fan_out_owed(&app).await;
+            let permits = Arc::new(Semaphore::new(FANOUT_AT_ONCE));
             while let Some(event) = rx.recv().await {
-                fan_out_one(&app, &event).await;
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let app = app.clone();
+                tokio::spawn(async move {
+                    fan_out_one(&app, &event).await;
+                    drop(permit);
+                });
             }
         });
         for n in 0..self.limits.workers.max(1) {

@@ -40,6 +40,9 @@ pub const SCHEDULER_HORIZON: &str = "scheduler_horizon";
 pub const STUCK_AFTER_RECEIVES: u32 = 5;
 /// A 429 without `Retry-After` puts the run back for this many seconds.
 const RATE_LIMIT_BACKOFF: i64 = 2;
+/// How long a delivery waits for a slot of its target before its run is
+/// put back.
+const SLOT_WAIT: Duration = Duration::from_millis(500);
 /// A wait this long is written on the run (its API shows why it waits).
 const POSTPONE_RECORDED_AFTER: i64 = 5;
 
@@ -83,7 +86,7 @@ impl From<Failure> for AttemptError {
 
 /// May a delivery go?
 enum Gate {
-    Go(Option<Slot>),
+    Go,
     Wait { until: i64, reason: String },
 }
 
@@ -98,6 +101,20 @@ struct Slot {
 /// 5xx, 429 or 408. A 4xx is the target's considered answer.
 fn breaker_failure(status: Option<u16>) -> bool {
     matches!(status, None | Some(408 | 429 | 500..=599))
+}
+
+/// Whether an attempt of `run` starts with a Stripe call (nothing left to
+/// deliver, then `fetch_latest` or a step): `Some(search)` for the class of
+/// that call.
+fn first_stripe_call(workflow: &Workflow, run: &Run) -> Option<bool> {
+    if workflow.target.is_some() && !run.delivered {
+        return None;
+    }
+    if workflow.fetch_latest {
+        return Some(false);
+    }
+    let step = workflow.steps.get(run.steps.len())?;
+    Some(catalog::action_by_key(&step.action).is_some_and(|a| a.operation == "search"))
 }
 
 /// Seconds from `now` to `at`, as a queue delay.
@@ -401,18 +418,36 @@ impl<'a> Engine<'a> {
             }
             Err(TransitionError::Exhausted(_)) | Ok(()) => {}
         }
-        let loaded = self.load(&run).await;
-        // The target's limits, before an attempt is spent on it.
-        let mut slot = None;
-        if let (Ok(l), false) = (&loaded, run.delivered)
-            && let Some(target) = &l.workflow.target
+        let workflow = self.workflow_of(&run).await;
+        // The target's breaker, before an attempt is spent on it (and
+        // before the event and the connection are read for it).
+        if let (Ok(w), false) = (&workflow, run.delivered)
+            && let Some(target) = &w.target
+            && let Gate::Wait { until, reason } = self.admit_target(&run, &target.url).await?
         {
-            match self.admit_target(&run, &target.url).await? {
-                Gate::Go(taken) => slot = taken,
-                Gate::Wait { until, reason } => {
-                    return self.postpone(r, run, until, reason).await;
-                }
-            }
+            return self.postpone(r, run, until, reason).await;
+        }
+        let loaded = match workflow {
+            Ok(w) => self.load(&run, w).await,
+            Err(f) => Err(f),
+        };
+        // The connection's Stripe budget, for the attempt's Stripe calls.
+        // When the attempt starts with one (nothing to deliver first), its
+        // place is taken now: a full second puts the run back unclaimed.
+        let budget = loaded.as_ref().ok().map(|l| self.budget_for(&l.connection));
+        if let (Ok(l), Some(budget)) = (&loaded, &budget)
+            && let Some(search) = first_stripe_call(&l.workflow, &run)
+            && let Err(wait) = budget.reserve(search).await
+        {
+            let until = now + i64::try_from(wait.as_secs()).unwrap_or(1).max(1);
+            return self
+                .postpone(
+                    r,
+                    run,
+                    until,
+                    "the connection's Stripe request budget is used up for now".into(),
+                )
+                .await;
         }
         let read = run.version;
         let due = run.due_at();
@@ -427,34 +462,23 @@ impl<'a> Engine<'a> {
             }
             Err(TransitionError::Exhausted(attempts)) => {
                 tracing::warn!(connection = %run.connection_id, event_id = %run.event_id, workflow = %run.workflow_id, attempts, "run dead: attempts used up");
-                self.release(slot).await;
                 return match self.app.runs.save_run(&run, read).await {
                     Ok(()) => Ok(Outcome::Finished(RunStatus::Dead)),
                     Err(StoreError::Conflict) => Ok(Outcome::Skipped),
                     Err(e) => Err(e.into()),
                 };
             }
-            Err(_) => {
-                self.release(slot).await;
-                return Ok(Outcome::Skipped);
-            }
+            Err(_) => return Ok(Outcome::Skipped),
         }
         match self.app.runs.save_run(&run, read).await {
             Ok(()) => {}
-            Err(e) => {
-                self.release(slot).await;
-                return match e {
-                    StoreError::Conflict => Ok(Outcome::Skipped),
-                    e => Err(e.into()),
-                };
-            }
+            Err(StoreError::Conflict) => return Ok(Outcome::Skipped),
+            Err(e) => return Err(e.into()),
         }
-        let result = match loaded {
-            Ok(loaded) => self.attempt(&mut run, loaded, slot).await,
-            Err(failure) => {
-                self.release(slot).await;
-                Err(AttemptError::Fail(failure))
-            }
+        let result = match (loaded, budget) {
+            (Ok(loaded), Some(budget)) => self.attempt(&mut run, loaded, budget).await,
+            (Err(failure), _) => Err(AttemptError::Fail(failure)),
+            (Ok(_), None) => return Ok(Outcome::Skipped),
         };
         let now = self.app.clock.now();
         let before = run.version;
@@ -552,26 +576,50 @@ impl<'a> Engine<'a> {
                 Err(e) => return Err(e.into()),
             },
         }
+        Ok(Gate::Go)
+    }
+
+    /// One of the target's delivery slots (its concurrency cap, shared by
+    /// every executor), held for the HTTP call only. A healthy target frees
+    /// one within milliseconds, so this waits up to [`SLOT_WAIT`]; a target
+    /// whose slots stay taken (slow deliveries) puts the run back without
+    /// spending its attempt, for a second, or up to its delivery timeout
+    /// when it has been failing, so waiting runs do not poll it.
+    async fn target_slot(&self, run: &Run, url: &str) -> Result<Slot, AttemptError> {
+        let key = limits::target_key(&run.connection_id, url);
         let owner = format!("{}/{}", self.worker, uuid::Uuid::new_v4());
-        let until = now + i64::try_from(DELIVERY_TIMEOUT.as_secs()).unwrap_or(15) + 15;
-        match self
-            .app
-            .gates
-            .take_slot(&key, self.app.config.target_concurrency, &owner, now, until)
-            .await?
-        {
-            Some(slot) => Ok(Gate::Go(Some(Slot { key, slot, owner }))),
-            None => Ok(Gate::Wait {
-                until: now + 1,
-                reason: "the target has as many deliveries in flight as it may".into(),
-            }),
+        let started = std::time::Instant::now();
+        loop {
+            let now = self.app.clock.now();
+            let until = now + i64::try_from(DELIVERY_TIMEOUT.as_secs()).unwrap_or(15) + 15;
+            let taken = self
+                .app
+                .gates
+                .take_slot(&key, self.app.config.target_concurrency, &owner, now, until)
+                .await
+                .map_err(|e| AttemptError::Fail(Failure::Transient(e.to_string())))?;
+            if let Some(slot) = taken {
+                return Ok(Slot { key, slot, owner });
+            }
+            if started.elapsed() >= SLOT_WAIT {
+                let failing =
+                    matches!(self.app.gates.get_breaker(&key).await, Ok(Some(b)) if b.failures > 0);
+                let wait = if failing {
+                    1 + rand::random::<i64>().rem_euclid(15)
+                } else {
+                    1
+                };
+                return Err(AttemptError::Defer {
+                    until: now + wait,
+                    reason: "the target has as many deliveries in flight as it may".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20 + rand::random::<u64>() % 30)).await;
         }
     }
 
-    async fn release(&self, slot: Option<Slot>) {
-        if let Some(Slot { key, slot, owner }) = slot
-            && let Err(e) = self.app.gates.release_slot(&key, slot, &owner).await
-        {
+    async fn release(&self, Slot { key, slot, owner }: Slot) {
+        if let Err(e) = self.app.gates.release_slot(&key, slot, &owner).await {
             // Its lease ends by itself.
             tracing::warn!(error = %e, "could not give a target slot back");
         }
@@ -631,7 +679,7 @@ impl<'a> Engine<'a> {
         &self,
         run: &mut Run,
         loaded: Loaded,
-        slot: Option<Slot>,
+        budget: Arc<limits::StripeBudget>,
     ) -> Result<(), AttemptError> {
         let perm = |m: String| AttemptError::Fail(Failure::Permanent(m));
         let Loaded {
@@ -644,7 +692,6 @@ impl<'a> Engine<'a> {
         // Fan-out does not read events too large to store: their filter
         // is applied here.
         if event.body.is_none() && !wants(&workflow, &body) {
-            self.release(slot).await;
             run.skipped = Some("the workflow's filter does not match this event".into());
             return Ok(());
         }
@@ -662,12 +709,10 @@ impl<'a> Engine<'a> {
                 let current = match current {
                     Ok(c) => c,
                     Err(e) => {
-                        self.release(slot).await;
                         return Err(transient(format!("could not check the event's order: {e}")));
                     }
                 };
                 if !current {
-                    self.release(slot).await;
                     run.skipped = Some(format!(
                         "stale: a newer event for {object_id} was already handled by this workflow"
                     ));
@@ -675,21 +720,19 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        let stripe = self.stripe_for(&connection, &secrets);
+        let stripe = self
+            .app
+            .stripe(&secrets.api_key, &connection.api_version)
+            .with_pacer(budget);
         // The object as it is now, when the workflow asks for it.
         let current = if workflow.fetch_latest {
-            match self.current_object(&stripe, &body).await {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    self.release(slot).await;
-                    return Err(e);
-                }
-            }
+            Some(self.current_object(&stripe, &body).await?)
         } else {
             None
         };
 
         if let (Some(target), false) = (&workflow.target, run.delivered) {
+            let slot = self.target_slot(run, &target.url).await?;
             let delivered = self
                 .deliver_step(
                     run,
@@ -719,8 +762,6 @@ impl<'a> Engine<'a> {
                 // Without steps the run's final save records it.
                 run.delivered = true;
             }
-        } else {
-            self.release(slot).await;
         }
 
         for (index, step) in workflow.steps.iter().enumerate().skip(run.steps.len()) {
@@ -802,26 +843,20 @@ impl<'a> Engine<'a> {
             .map_err(perm)
     }
 
-    /// A Stripe client for the connection's steps, paced by its budget.
-    fn stripe_for(
-        &self,
-        connection: &Connection,
-        secrets: &ConnectionSecrets,
-    ) -> crate::stripe::StripeClient {
+    /// The connection's Stripe budget (shared by every executor).
+    fn budget_for(&self, connection: &Connection) -> Arc<limits::StripeBudget> {
         let budget = self.app.config.stripe_budget;
-        self.app
-            .stripe(&secrets.api_key, &connection.api_version)
-            .with_pacer(Arc::new(limits::StripeBudget {
-                gates: self.app.gates.clone(),
-                clock: self.app.clock.clone(),
-                connection_id: connection.id.clone(),
-                per_second: if connection.livemode {
-                    budget.live
-                } else {
-                    budget.test
-                },
-                search_per_second: budget.search,
-            }))
+        Arc::new(limits::StripeBudget::new(
+            self.app.gates.clone(),
+            self.app.clock.clone(),
+            connection.id.clone(),
+            if connection.livemode {
+                budget.live
+            } else {
+                budget.test
+            },
+            budget.search,
+        ))
     }
 
     /// Runs a workflow once, now, on `event`, without storing a run: each
@@ -920,15 +955,18 @@ impl<'a> Engine<'a> {
     }
 
     /// What an attempt needs that fan-out did not hand over: read for a retry.
-    async fn load(&self, run: &Run) -> Result<Loaded, Failure> {
-        let transient = |e: StoreError| Failure::Transient(e.to_string());
-        let workflow = self
-            .app
+    async fn workflow_of(&self, run: &Run) -> Result<Workflow, Failure> {
+        self.app
             .workflows
             .get_workflow(&run.connection_id, &run.workflow_id)
             .await
-            .map_err(transient)?
-            .ok_or_else(|| Failure::Permanent("the workflow was deleted".into()))?;
+            .map_err(|e| Failure::Transient(e.to_string()))?
+            .ok_or_else(|| Failure::Permanent("the workflow was deleted".into()))
+    }
+
+    /// The rest of what an attempt needs: the event and the connection.
+    async fn load(&self, run: &Run, workflow: Workflow) -> Result<Loaded, Failure> {
+        let transient = |e: StoreError| Failure::Transient(e.to_string());
         let event = self
             .app
             .events

@@ -25,6 +25,61 @@ pub struct StripeBudget {
     pub connection_id: String,
     pub per_second: u32,
     pub search_per_second: u32,
+    /// Places taken by [`StripeBudget::reserve`] not yet used: (api, search).
+    pub prepaid: [std::sync::atomic::AtomicU32; 2],
+}
+
+impl StripeBudget {
+    pub fn new(
+        gates: Arc<dyn GateStore>,
+        clock: Arc<dyn Clock>,
+        connection_id: String,
+        per_second: u32,
+        search_per_second: u32,
+    ) -> Self {
+        Self {
+            gates,
+            clock,
+            connection_id,
+            per_second,
+            search_per_second,
+            prepaid: Default::default(),
+        }
+    }
+
+    fn class(&self, search: bool) -> (&'static str, u32, usize) {
+        if search {
+            ("search", self.search_per_second.max(1), 1)
+        } else {
+            ("api", self.per_second.max(1), 0)
+        }
+    }
+
+    /// Takes a place in the current second for a run's first Stripe call,
+    /// before the run is claimed: `Err(wait)` when the second is full, so
+    /// the run is put back for its place without a claim (no write spent),
+    /// never waiting in the worker. The place taken is used by the next
+    /// request of that class through [`Pacer::pace`], within this second.
+    pub async fn reserve(&self, search: bool) -> Result<(), Duration> {
+        use std::sync::atomic::Ordering;
+        let (class, limit, slot) = self.class(search);
+        if let Some(wait) = window_closing() {
+            tokio::time::sleep(wait).await;
+        }
+        let key = format!("stripe#{}#{class}", self.connection_id);
+        match self.gates.count_in_window(&key, self.clock.now()).await {
+            Ok(place) if place <= limit => {
+                self.prepaid[slot].fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+            Ok(place) => {
+                let behind = u64::from((place - 1) / limit).max(1);
+                Err(Duration::from_secs(behind + rand::random::<u64>() % 2))
+            }
+            // Unpaced when the store fails (see `pace`).
+            Err(_) => Ok(()),
+        }
+    }
 }
 
 #[async_trait]
@@ -36,12 +91,15 @@ impl Pacer for StripeBudget {
     /// worker for other tenants — a burst of one connection spreads over
     /// the seconds its budget needs instead of holding every executor.
     async fn pace(&self, search: bool) -> Result<(), StripeError> {
-        let (class, limit) = if search {
-            ("search", self.search_per_second)
-        } else {
-            ("api", self.per_second)
-        };
-        let limit = limit.max(1);
+        let (class, limit, slot) = self.class(search);
+        let prepaid = self.prepaid[slot].fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
+        if prepaid.is_ok() {
+            return Ok(());
+        }
         let key = format!("stripe#{}#{class}", self.connection_id);
         let started = std::time::Instant::now();
         loop {
@@ -111,14 +169,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_spent_budget_holds_calls_back_then_refuses() {
-        let budget = StripeBudget {
-            gates: Arc::new(MemoryGates::default()),
+        let budget = StripeBudget::new(
+            Arc::new(MemoryGates::default()),
             // A clock that never moves: the window never ends.
-            clock: Arc::new(FixedClock::at(7)),
-            connection_id: "conn_a".into(),
-            per_second: 3,
-            search_per_second: 1,
-        };
+            Arc::new(FixedClock::at(7)),
+            "conn_a".into(),
+            3,
+            1,
+        );
         for _ in 0..3 {
             budget.pace(false).await.unwrap();
         }
@@ -140,6 +198,27 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(started.elapsed() < MAX_BUDGET_WAIT);
+    }
+
+    #[tokio::test]
+    async fn a_reserved_place_is_used_by_the_next_call_and_a_full_second_refuses() {
+        let budget = StripeBudget::new(
+            Arc::new(MemoryGates::default()),
+            Arc::new(FixedClock::at(7)),
+            "conn_a".into(),
+            2,
+            1,
+        );
+        budget.reserve(false).await.unwrap();
+        budget.pace(false).await.unwrap(); // the reserved place
+        budget.pace(false).await.unwrap(); // the second's other place
+        let started = std::time::Instant::now();
+        let wait = budget.reserve(false).await.unwrap_err();
+        assert!(wait >= Duration::from_secs(1));
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "never waits"
+        );
     }
 
     #[test]

@@ -1456,7 +1456,8 @@ async fn a_failing_target_opens_its_breaker_and_its_runs_wait_without_attempts()
 }
 
 /// With a cap of one delivery at a time, a run whose target is busy is put
-/// back for a second later, attempt not spent.
+/// back for a second later (attempt not spent); once the target has been
+/// failing, for up to its delivery timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_target_puts_the_run_back_for_a_moment() {
     let env = env_config(true, &[("TARGET_CONCURRENCY", "1")]).await;
@@ -1480,15 +1481,37 @@ async fn a_busy_target_puts_the_run_back_for_a_moment() {
     let e = env
         .event("evt_busy", "customer.created", json!({"id": "cus_1"}))
         .await;
+    // It waits a moment for a slot, then is put back for a second later.
+    let started = std::time::Instant::now();
     assert_eq!(env.fan_out("w", &e).await[0].1, Outcome::Deferred(T + 1));
-    assert_eq!(env.run("evt_busy", "wf_target").await.attempts, 0);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+    let run = env.run("evt_busy", "wf_target").await;
+    assert_eq!((run.status, run.attempts), (RunStatus::Pending, 0));
     assert!(target.received_requests().await.unwrap().is_empty());
+    // Once the target has been failing, for up to its delivery timeout.
+    let mut failing = env
+        .app
+        .gates
+        .get_breaker(&key)
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    failing.on_failure(
+        T,
+        &connector_core::workflow::breaker::BreakerPolicy::default(),
+    );
+    env.app.gates.save_breaker(&key, &failing).await.unwrap();
+    env.clock.set(T + 1);
+    let Outcome::Deferred(at) = env.drain("w").await[0].1 else {
+        panic!("not put back")
+    };
+    assert!((T + 2..=T + 16).contains(&at), "{}", at - T - 1);
     env.app
         .gates
         .release_slot(&key, slot, "other")
         .await
         .unwrap();
-    env.clock.set(T + 1);
+    env.clock.set(at);
     assert_eq!(
         env.drain("w").await[0].1,
         Outcome::Finished(RunStatus::Succeeded)
@@ -1536,7 +1559,7 @@ async fn stripe_429_puts_the_run_back_for_its_retry_after_without_an_attempt() {
     assert_eq!((run.status, run.attempts), (RunStatus::Pending, 0));
     assert!(run.last_error.unwrap().contains("429"));
     assert!(env.drain("w").await.is_empty(), "not before Retry-After");
-    env.clock.set(T + 7);
+    env.clock.set(T + 8);
     assert_eq!(
         env.drain("w").await[0].1,
         Outcome::Finished(RunStatus::Succeeded)
