@@ -42,7 +42,7 @@ pub const STUCK_AFTER_RECEIVES: u32 = 5;
 const RATE_LIMIT_BACKOFF: i64 = 2;
 /// How long a delivery waits for a slot of its target before its run is
 /// put back.
-const SLOT_WAIT: Duration = Duration::from_millis(500);
+const SLOT_WAIT: Duration = Duration::from_millis(250);
 /// A wait this long is written on the run (its API shows why it waits).
 const POSTPONE_RECORDED_AFTER: i64 = 5;
 
@@ -86,8 +86,15 @@ impl From<Failure> for AttemptError {
 
 /// May a delivery go?
 enum Gate {
-    Go,
-    Wait { until: i64, reason: String },
+    /// `clean`: closed without a failure, as read (a success then needs
+    /// no write, nor a second read).
+    Go {
+        clean: bool,
+    },
+    Wait {
+        until: i64,
+        reason: String,
+    },
 }
 
 /// A slot of a target's concurrency cap, held for one delivery.
@@ -421,11 +428,16 @@ impl<'a> Engine<'a> {
         let workflow = self.workflow_of(&run).await;
         // The target's breaker, before an attempt is spent on it (and
         // before the event and the connection are read for it).
+        let mut breaker_clean = false;
         if let (Ok(w), false) = (&workflow, run.delivered)
             && let Some(target) = &w.target
-            && let Gate::Wait { until, reason } = self.admit_target(&run, &target.url).await?
         {
-            return self.postpone(r, run, until, reason).await;
+            match self.admit_target(&run, &target.url).await? {
+                Gate::Go { clean } => breaker_clean = clean,
+                Gate::Wait { until, reason } => {
+                    return self.postpone(r, run, until, reason).await;
+                }
+            }
         }
         let loaded = match workflow {
             Ok(w) => self.load(&run, w).await,
@@ -476,7 +488,9 @@ impl<'a> Engine<'a> {
             Err(e) => return Err(e.into()),
         }
         let result = match (loaded, budget) {
-            (Ok(loaded), Some(budget)) => self.attempt(&mut run, loaded, budget).await,
+            (Ok(loaded), Some(budget)) => {
+                self.attempt(&mut run, loaded, budget, breaker_clean).await
+            }
             (Err(failure), _) => Err(AttemptError::Fail(failure)),
             (Ok(_), None) => return Ok(Outcome::Skipped),
         };
@@ -552,6 +566,7 @@ impl<'a> Engine<'a> {
         let key = limits::target_key(&run.connection_id, url);
         let now = self.app.clock.now();
         let mut breaker = self.app.gates.get_breaker(&key).await?.unwrap_or_default();
+        let clean = breaker.failures == 0;
         match breaker.admit(&self.worker, now, &self.breaker_policy) {
             Admission::Go => {}
             Admission::Wait(until) => {
@@ -576,7 +591,9 @@ impl<'a> Engine<'a> {
                 Err(e) => return Err(e.into()),
             },
         }
-        Ok(Gate::Go)
+        Ok(Gate::Go {
+            clean: clean && breaker.state == crate::workflow::breaker::BreakerState::Closed,
+        })
     }
 
     /// One of the target's delivery slots (its concurrency cap, shared by
@@ -589,6 +606,7 @@ impl<'a> Engine<'a> {
         let key = limits::target_key(&run.connection_id, url);
         let owner = format!("{}/{}", self.worker, uuid::Uuid::new_v4());
         let started = std::time::Instant::now();
+        let mut failing = None;
         loop {
             let now = self.app.clock.now();
             let until = now + i64::try_from(DELIVERY_TIMEOUT.as_secs()).unwrap_or(15) + 15;
@@ -601,9 +619,17 @@ impl<'a> Engine<'a> {
             if let Some(slot) = taken {
                 return Ok(Slot { key, slot, owner });
             }
-            if started.elapsed() >= SLOT_WAIT {
-                let failing =
-                    matches!(self.app.gates.get_breaker(&key).await, Ok(Some(b)) if b.failures > 0);
+            // A target that has been failing is not waited for: its slots
+            // are held by deliveries running into their timeout.
+            let failing = match failing {
+                Some(f) => f,
+                None => {
+                    let f = matches!(self.app.gates.get_breaker(&key).await, Ok(Some(b)) if b.failures > 0);
+                    failing = Some(f);
+                    f
+                }
+            };
+            if failing || started.elapsed() >= SLOT_WAIT {
                 let wait = if failing {
                     1 + rand::random::<i64>().rem_euclid(15)
                 } else {
@@ -680,6 +706,7 @@ impl<'a> Engine<'a> {
         run: &mut Run,
         loaded: Loaded,
         budget: Arc<limits::StripeBudget>,
+        breaker_clean: bool,
     ) -> Result<(), AttemptError> {
         let perm = |m: String| AttemptError::Fail(Failure::Permanent(m));
         let Loaded {
@@ -746,8 +773,11 @@ impl<'a> Engine<'a> {
                 .await;
             self.release(slot).await;
             let status = delivered?;
-            self.record_delivery_outcome(run, &target.url, breaker_failure(status))
-                .await;
+            let failed = breaker_failure(status);
+            // A success at a target whose breaker was clean changes nothing.
+            if failed || !breaker_clean {
+                self.record_delivery_outcome(run, &target.url, failed).await;
+            }
             if let Some(failure) = classify_delivery(status) {
                 return Err(AttemptError::Fail(failure));
             }
