@@ -11,8 +11,9 @@ use connector_core::adapters::memory::FixedClock;
 use connector_core::adapters::sqs::SqsQueue;
 use connector_core::app::App;
 use connector_core::config::Config;
+use connector_core::conformance;
 use connector_core::model::{
-    Connection, ConnectionSecrets, Step, StoredEvent, Target, WebhookMode, Workflow,
+    Connection, ConnectionSecrets, StoredEvent, Target, WebhookMode, Workflow,
 };
 use connector_core::ports::RunRef;
 use connector_core::workflow::engine::Engine;
@@ -117,17 +118,8 @@ impl Aws {
     async fn connect(&self, app: &App) {
         app.connections
             .insert_connection(&Connection {
-                id: CONN.into(),
-                name: "Queue".into(),
-                account_id: "acct_q".into(),
-                livemode: false,
-                api_version: "2023-08-16".into(),
                 webhook_mode: WebhookMode::Manual,
-                webhook_endpoint_id: None,
-                triggers: vec![],
-                created_at: T,
-                updated_at: T,
-                version: 0,
+                ..conformance::connection(CONN, T)
             })
             .await
             .unwrap();
@@ -142,11 +134,9 @@ impl Aws {
             )
             .await
             .unwrap();
+        // Delivers to the target, then finalizes the event's invoice.
         app.workflows
             .insert_workflow(&Workflow {
-                id: "wf_queue".into(),
-                connection_id: CONN.into(),
-                trigger: "invoice.created".into(),
                 filter: Default::default(),
                 target: Some(Target {
                     url: format!("{}/hook", self.target.uri()),
@@ -154,16 +144,7 @@ impl Aws {
                         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
                     )),
                 }),
-                steps: vec![Step {
-                    action: "invoices.finalize".into(),
-                    input: json!({"id": "{{event.data.object.id}}"}),
-                }],
-                enabled: true,
-                ignore_own_writes: true,
-                fetch_latest: false,
-                skip_stale: false,
-                created_at: T,
-                updated_at: T,
+                ..conformance::workflow(CONN, "wf_queue", T)
             })
             .await
             .unwrap();

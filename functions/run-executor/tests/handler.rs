@@ -11,10 +11,9 @@ use std::time::Duration;
 use connector_core::adapters::memory::{FixedClock, MemorySecrets, MemoryStore};
 use connector_core::app::App;
 use connector_core::config::Config;
+use connector_core::conformance;
 use connector_core::lambda::process_queue;
-use connector_core::model::{
-    Connection, ConnectionSecrets, Step, StoredEvent, WebhookMode, Workflow,
-};
+use connector_core::model::{Connection, ConnectionSecrets, StoredEvent, WebhookMode, Workflow};
 use connector_core::ports::{ConnectionStore, EventStore, RunStore, SecretStore, WorkflowStore};
 use connector_core::stripe::StripeSettings;
 use connector_core::workflow::run::{Run, RunStatus};
@@ -52,17 +51,8 @@ async fn a_batch_runs_each_run_once_and_drops_what_it_cannot_read() {
     );
     store
         .insert_connection(&Connection {
-            id: CONN.into(),
-            name: "Fixture".into(),
-            account_id: "acct_fixture".into(),
-            livemode: false,
-            api_version: "2023-08-16".into(),
             webhook_mode: WebhookMode::Manual,
-            webhook_endpoint_id: None,
-            triggers: vec![],
-            created_at: T,
-            updated_at: T,
-            version: 0,
+            ..conformance::connection(CONN, T)
         })
         .await
         .unwrap();
@@ -77,23 +67,12 @@ async fn a_batch_runs_each_run_once_and_drops_what_it_cannot_read() {
         )
         .await
         .unwrap();
+    // Finalizes the event's invoice; no filter, no target.
     store
         .insert_workflow(&Workflow {
-            id: "wf_fixture".into(),
-            connection_id: CONN.into(),
-            trigger: "invoice.created".into(),
             filter: Default::default(),
             target: None,
-            steps: vec![Step {
-                action: "invoices.finalize".into(),
-                input: json!({"id": "{{event.data.object.id}}"}),
-            }],
-            enabled: true,
-            ignore_own_writes: true,
-            fetch_latest: false,
-            skip_stale: false,
-            created_at: T,
-            updated_at: T,
+            ..conformance::workflow(CONN, "wf_fixture", T)
         })
         .await
         .unwrap();

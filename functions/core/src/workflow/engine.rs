@@ -374,13 +374,16 @@ impl<'a> Engine<'a> {
         out
     }
 
-    async fn mark_stuck(&self, r: &RunRef, receives: u32) -> Result<Outcome, EngineError> {
-        let Some(mut run) = self
-            .app
+    /// The run a message names, as stored.
+    async fn run_of(&self, r: &RunRef) -> Result<Option<Run>, StoreError> {
+        self.app
             .runs
             .get_run(&r.connection_id, &r.event_id, &r.run_key)
-            .await?
-        else {
+            .await
+    }
+
+    async fn mark_stuck(&self, r: &RunRef, receives: u32) -> Result<Outcome, EngineError> {
+        let Some(mut run) = self.run_of(r).await? else {
             return Ok(Outcome::Skipped);
         };
         let before = run.version;
@@ -405,12 +408,7 @@ impl<'a> Engine<'a> {
     /// target whose breaker is open or whose slots are all taken puts the
     /// run back without spending an attempt.
     pub async fn execute(&self, r: &RunRef) -> Result<Outcome, EngineError> {
-        let Some(mut run) = self
-            .app
-            .runs
-            .get_run(&r.connection_id, &r.event_id, &r.run_key)
-            .await?
-        else {
+        let Some(mut run) = self.run_of(r).await? else {
             return Ok(Outcome::Skipped);
         };
         let now = self.app.clock.now();
