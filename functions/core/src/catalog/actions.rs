@@ -522,11 +522,11 @@ pub const ACTIONS: &[Action] = &[
         [
             f(
                 "status",
+                // The statuses a subscription has: `all` and `ended` are
+                // filters of the list endpoint, which search does not know.
                 Kind::Enum(&[
                     "active",
-                    "all",
                     "canceled",
-                    "ended",
                     "incomplete",
                     "incomplete_expired",
                     "past_due",

@@ -34,11 +34,20 @@ pub fn build_query(action: &Action, input: &Map<String, Value>) -> Result<String
             (Kind::Int(..), _) if field.name == "limit" => {}
             (Kind::Metadata, Value::Object(map)) => {
                 for (k, v) in map {
-                    clauses.push(format!(
-                        "metadata[{}]:{}",
-                        quote(k),
-                        quote(v.as_str().unwrap_or_default())
-                    ));
+                    // Stripe keeps metadata as text: a number or boolean is
+                    // searched as the text create and update stored.
+                    let text = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Number(n) => n.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        other => {
+                            return Err(InvalidInput::at(
+                                format!("{}.{k}", field.name),
+                                format!("a metadata value to search for cannot be {other}"),
+                            ));
+                        }
+                    };
+                    clauses.push(format!("metadata[{}]:{}", quote(k), quote(&text)));
                 }
             }
             (Kind::Range, Value::Object(map)) => {
@@ -103,6 +112,23 @@ mod tests {
         );
     }
 
+    /// Create and update send `{"seats": 5, "vip": true}` as "5" and
+    /// "true"; a search for the same metadata must look for the same text,
+    /// not for empty values.
+    #[test]
+    fn number_and_boolean_metadata_are_searched_as_the_text_stripe_keeps() {
+        for key in ["products.search", "subscriptions.search", "invoices.search"] {
+            assert_eq!(
+                query(
+                    key,
+                    json!({"metadata": {"seats": 5, "vip": true, "ratio": 0.5}})
+                ),
+                r#"metadata["seats"]:"5" AND metadata["vip"]:"true" AND metadata["ratio"]:"0.5""#,
+                "{key}"
+            );
+        }
+    }
+
     #[test]
     fn an_injected_or_stays_inside_the_quoted_value() {
         let q = query("invoices.search", json!({"number": "x\" OR status:\"paid"}));
@@ -114,6 +140,21 @@ mod tests {
         assert_eq!(
             q,
             r#"name:"a\\\" OR active:\"true" AND metadata["k\":\"x"]:"v\\""#
+        );
+    }
+
+    /// `all` and `ended` filter the list endpoint; as a search status they
+    /// find nothing, so they are refused naming the field.
+    #[test]
+    fn subscription_search_offers_only_real_statuses() {
+        let a = action_by_key("subscriptions.search").unwrap();
+        for status in ["all", "ended"] {
+            let e = validate(a, &json!({"status": status})).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("status"), "{status}");
+        }
+        assert_eq!(
+            query("subscriptions.search", json!({"status": "past_due"})),
+            r#"status:"past_due""#
         );
     }
 
