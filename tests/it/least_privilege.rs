@@ -621,3 +621,45 @@ async fn each_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     );
     assert_eq!(checked, 13);
 }
+
+/// Every function logs to its own log group, made by the stack (so it is
+/// deleted with it) with the `LogRetentionDays` retention, in JSON, at the
+/// `LogLevel` the code follows; log groups need no grant beyond the role's
+/// basic execution policy.
+#[test]
+fn every_function_logs_to_its_own_log_group_with_retention() {
+    let t = template();
+    let resources = t["Resources"].as_mapping().unwrap();
+    let mut groups = BTreeSet::new();
+    for (name, f) in functions(&t) {
+        let logging = &f["Properties"]["LoggingConfig"];
+        assert_eq!(logging["LogFormat"].as_str(), Some("JSON"), "{name}");
+        let level = match &logging["ApplicationLogLevel"] {
+            Yaml::Tagged(t) => t.value.as_str().unwrap_or_default().to_string(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(level, "LogLevel", "{name}");
+        let group = match &logging["LogGroup"] {
+            Yaml::Tagged(t) if t.tag == "!Ref" => t.value.as_str().unwrap().to_string(),
+            other => panic!("{name}: LogGroup {other:?}"),
+        };
+        let resource = &resources[Yaml::String(group.clone())];
+        assert_eq!(
+            resource["Type"].as_str(),
+            Some("AWS::Logs::LogGroup"),
+            "{name}"
+        );
+        let retention = match &resource["Properties"]["RetentionInDays"] {
+            Yaml::Tagged(t) => t.value.as_str().unwrap_or_default().to_string(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(retention, "LogRetentionDays", "{name}");
+        assert_eq!(
+            resource["DeletionPolicy"].as_str(),
+            Some("Delete"),
+            "{name}"
+        );
+        assert!(groups.insert(group), "{name} shares its log group");
+    }
+    assert_eq!(groups.len(), 13);
+}

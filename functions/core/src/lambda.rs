@@ -13,10 +13,15 @@ use crate::config::Config;
 use crate::ports::RunRef;
 use crate::workflow::engine::Engine;
 
-/// Logs as JSON lines (CloudWatch), level from `RUST_LOG` (default info).
+/// Logs as JSON lines (CloudWatch). The level follows Lambda's own setting
+/// (`ApplicationLogLevel`, which Lambda passes as `AWS_LAMBDA_LOG_LEVEL`),
+/// unless `RUST_LOG` gives finer directives; info when neither is set.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(log_directives(
+        std::env::var("RUST_LOG").ok().as_deref(),
+        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
@@ -24,6 +29,22 @@ pub fn init_tracing() {
         .without_time()
         .with_target(false)
         .try_init();
+}
+
+/// The filter's directives: `RUST_LOG` when set, else Lambda's level
+/// (`FATAL` has no tracing level: error), else info.
+pub fn log_directives(rust_log: Option<&str>, lambda_level: Option<&str>) -> String {
+    if let Some(directives) = rust_log.filter(|d| !d.trim().is_empty()) {
+        return directives.to_string();
+    }
+    match lambda_level
+        .map(|l| l.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        Some(level @ ("trace" | "debug" | "info" | "warn" | "error")) => level.to_string(),
+        Some("fatal") => "error".to_string(),
+        _ => "info".to_string(),
+    }
 }
 
 /// Runs one HTTP function: its router (`api::ingest_router()`, …), built
@@ -183,5 +204,22 @@ impl From<crate::workflow::engine::EngineError> for lambda_runtime::Diagnostic {
             error_type: "StoreUnavailable".into(),
             error_message: e.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_directives;
+
+    #[test]
+    fn the_log_level_follows_lambdas_setting_unless_rust_log_says_more() {
+        assert_eq!(log_directives(None, Some("WARN")), "warn");
+        assert_eq!(log_directives(None, Some("FATAL")), "error");
+        assert_eq!(log_directives(None, Some("LOUD")), "info");
+        assert_eq!(log_directives(None, None), "info");
+        assert_eq!(
+            log_directives(Some("connector_core=debug"), Some("WARN")),
+            "connector_core=debug"
+        );
     }
 }
