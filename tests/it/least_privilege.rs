@@ -663,3 +663,66 @@ fn every_function_logs_to_its_own_log_group_with_retention() {
     }
     assert_eq!(groups.len(), 13);
 }
+
+/// Every queue has an alarm on messages waiting in it (the fan-out failure
+/// queue and the run dead-letter queue must stay empty; the run queue is
+/// watched through the executor's errors and throttles), every alarm
+/// notifies `AlarmTopicArn` when one is given, and no function claims
+/// X-Ray tracing it does not do (no spans are sent: `Tracing` is off).
+#[test]
+fn queues_are_alarmed_alarms_notify_and_no_tracing_without_spans() {
+    let t = template();
+    let resources = t["Resources"].as_mapping().unwrap();
+    let of_type = |ty: &str| -> Vec<(String, Yaml)> {
+        resources
+            .iter()
+            .filter(|(_, r)| r["Type"].as_str() == Some(ty))
+            .map(|(k, r)| (k.as_str().unwrap().to_string(), r.clone()))
+            .collect()
+    };
+    let alarms = of_type("AWS::CloudWatch::Alarm");
+    let watched: BTreeSet<String> = alarms
+        .iter()
+        .flat_map(|(_, a)| {
+            a["Properties"]["Dimensions"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|d| d["Name"].as_str() == Some("QueueName"))
+        .filter_map(|d| match &d["Value"] {
+            Yaml::Tagged(t) => t
+                .value
+                .as_str()
+                .map(|v| v.trim_end_matches(".QueueName").to_string()),
+            _ => None,
+        })
+        .collect();
+    for (queue, _) in of_type("AWS::SQS::Queue") {
+        if queue == "RunQueue" {
+            continue;
+        }
+        assert!(watched.contains(&queue), "no alarm on {queue}");
+    }
+    assert!(alarms.len() >= 5, "{}", alarms.len());
+    for (name, a) in &alarms {
+        for actions in ["AlarmActions", "OKActions"] {
+            let Yaml::Tagged(t) = &a["Properties"][actions] else {
+                panic!("{name}: {actions} is not conditional on the topic");
+            };
+            assert_eq!(t.tag, "!If", "{name}");
+            assert_eq!(t.value[0].as_str(), Some("HasAlarmTopic"), "{name}");
+        }
+    }
+    // The error and throttle alarms sum every function of the stack.
+    for alarm in ["FunctionErrorsAlarm", "FunctionThrottlesAlarm"] {
+        let metrics = t["Resources"][alarm]["Properties"]["Metrics"]
+            .as_sequence()
+            .unwrap();
+        assert_eq!(metrics.len(), functions(&t).len() + 1, "{alarm}");
+    }
+    assert!(t["Globals"]["Function"]["Tracing"].is_null());
+    for (name, f) in functions(&t) {
+        assert!(f["Properties"]["Tracing"].is_null(), "{name}");
+    }
+}
