@@ -38,6 +38,8 @@ delete /v1/invoices/{invoice}
 post /v1/invoices/{invoice}/finalize
 post /v1/invoices/{invoice}/pay
 post /v1/invoices/{invoice}/mark_uncollectible
+post /v1/invoices/{invoice}/void
+post /v1/invoices/{invoice}/send
 post /v1/coupons
 post /v1/coupons/{coupon}
 get /v1/coupons/{coupon}
@@ -46,6 +48,8 @@ post /v1/payment_intents
 post /v1/payment_intents/{intent}
 get /v1/payment_intents/{intent}
 post /v1/payment_intents/{intent}/cancel
+post /v1/payment_intents/{intent}/capture
+post /v1/payment_intents/{intent}/confirm
 get /v1/events/{id}
 get /v1/account
 get /v1/accounts/{account}

@@ -340,3 +340,45 @@ async fn events_can_be_retrieved() {
         id.as_str()
     );
 }
+
+/// `capture_method: manual` has its way through: confirm authorizes the
+/// card, capture takes part of it (localstripe confirms only a payment
+/// method given at creation; the exact requests with one given at confirm
+/// are in functions/core/tests/it/actions.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_capture_payment_is_confirmed_then_captured() {
+    let (_dir, server, conn) = connected().await;
+    // A card, made in localstripe directly (the connector has no action for it).
+    let pm: Value = reqwest::Client::new()
+        .post(format!("{}/v1/payment_methods", localstripe()))
+        .basic_auth("sk_test_localstripe123", Some(""))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(connector_core::stripe::encode::encode(&json!({
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
+        })))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pi = ok(
+        &server,
+        &conn,
+        "payments.create",
+        json!({"amount": 5000, "currency": "usd", "payment_method": pm["id"], "capture_method": "manual"}),
+    )
+    .await;
+    let id = pi["id"].as_str().unwrap().to_string();
+    let confirmed = ok(&server, &conn, "payments.confirm", json!({"id": id})).await;
+    assert_eq!(confirmed["status"], "requires_capture", "{confirmed}");
+    let captured = ok(
+        &server,
+        &conn,
+        "payments.capture",
+        json!({"id": id, "amount_to_capture": 3000}),
+    )
+    .await;
+    assert_eq!(captured["status"], "succeeded", "{captured}");
+}

@@ -1,4 +1,4 @@
-//! The 37 actions as data: each one's input fields (which drive validation,
+//! The 41 actions as data: each one's input fields (which drive validation,
 //! the JSON Schema and the docs) and the Stripe request it maps to.
 
 use super::{Action, Field, Kind, Plan, Verb};
@@ -708,6 +708,22 @@ pub const ACTIONS: &[Action] = &[
         Plan::Call(Verb::Post, "/v1/invoices/{id}/mark_uncollectible"),
         [req("id", INV, "The invoice (in_…).")]
     ),
+    action!(
+        "invoices",
+        "void",
+        "Void Invoice",
+        "Voids a finalized invoice (a draft is deleted instead); it is kept, marked void, and cannot be paid.",
+        Plan::Call(Verb::Post, "/v1/invoices/{id}/void"),
+        [req("id", INV, "The invoice (in_…).")]
+    ),
+    action!(
+        "invoices",
+        "send",
+        "Send Invoice",
+        "Emails an open invoice to its customer (invoices collected with send_invoice).",
+        Plan::Call(Verb::Post, "/v1/invoices/{id}/send"),
+        [req("id", INV, "The invoice (in_…).")]
+    ),
     // coupons
     action!(
         "coupons",
@@ -868,6 +884,43 @@ pub const ACTIONS: &[Action] = &[
                 ]),
                 "Why it was canceled."
             )
+        ]
+    ),
+    action!(
+        "payments",
+        "capture",
+        "Capture Payment Intent",
+        "Captures a payment intent created with capture_method manual (status requires_capture).",
+        Plan::Call(Verb::Post, "/v1/payment_intents/{id}/capture"),
+        [
+            req("id", PI, "The payment intent (pi_…)."),
+            f(
+                "amount_to_capture",
+                Kind::Amount,
+                "Capture less than authorized (minor unit); the rest is released."
+            ),
+            f(
+                "metadata",
+                Kind::Metadata,
+                "Metadata key-value pairs to add."
+            )
+        ]
+    ),
+    action!(
+        "payments",
+        "confirm",
+        "Confirm Payment Intent",
+        "Confirms a payment intent, charging its payment method.",
+        Plan::Call(Verb::Post, "/v1/payment_intents/{id}/confirm"),
+        [
+            req("id", PI, "The payment intent (pi_…)."),
+            f("payment_method", PM, "Payment method to use (pm_…)."),
+            f(
+                "return_url",
+                Kind::Url,
+                "Where the customer returns after a redirect (3-D Secure and the like)."
+            ),
+            f("off_session", Kind::Bool, "The customer is not present.")
         ]
     ),
     // events

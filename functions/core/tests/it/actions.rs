@@ -319,6 +319,16 @@ fn cases() -> Vec<(&'static str, Value, Vec<Sent>)> {
             vec![s("POST", "/v1/invoices/in_123/mark_uncollectible", "")],
         ),
         (
+            "invoices.void",
+            json!({"id": "in_123"}),
+            vec![s("POST", "/v1/invoices/in_123/void", "")],
+        ),
+        (
+            "invoices.send",
+            json!({"id": "in_123"}),
+            vec![s("POST", "/v1/invoices/in_123/send", "")],
+        ),
+        (
             "coupons.create",
             json!({"id": "SUMMER25", "percent_off": 25, "duration": "repeating", "duration_in_months": 3}),
             vec![s(
@@ -371,6 +381,24 @@ fn cases() -> Vec<(&'static str, Value, Vec<Sent>)> {
             )],
         ),
         (
+            "payments.capture",
+            json!({"id": "pi_123", "amount_to_capture": 1500}),
+            vec![s(
+                "POST",
+                "/v1/payment_intents/pi_123/capture",
+                "amount_to_capture=1500",
+            )],
+        ),
+        (
+            "payments.confirm",
+            json!({"id": "pi_123", "payment_method": "pm_123", "return_url": "https://shop.example.com/done"}),
+            vec![s(
+                "POST",
+                "/v1/payment_intents/pi_123/confirm",
+                "payment_method=pm_123&return_url=https%3A%2F%2Fshop.example.com%2Fdone",
+            )],
+        ),
+        (
             "events.retrieve",
             json!({"id": "evt_123"}),
             vec![s("GET", "/v1/events/evt_123", "")],
@@ -393,7 +421,7 @@ async fn every_action_sends_exactly_its_stripe_request() {
     let stripe = Stripe::new().await;
     let cases = cases();
     let covered: std::collections::BTreeSet<&str> = cases.iter().map(|c| c.0).collect();
-    assert_eq!(covered.len(), 37, "every action has a case");
+    assert_eq!(covered.len(), 41, "every action has a case");
     for (key, input, expected) in cases {
         let (result, got) = stripe.run(key, input.clone()).await;
         assert!(result.is_ok(), "{key} {input}: {result:?}");
