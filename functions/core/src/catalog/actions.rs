@@ -69,6 +69,19 @@ const CUSTOMER_FIELDS: [Field; 6] = [
 ];
 
 const COLLECTION: Kind = Kind::Enum(&["charge_automatically", "send_invoice"]);
+const AUTOMATIC_PAYMENT_METHODS: Kind = Kind::Object(&[
+    req(
+        "enabled",
+        Kind::Bool,
+        "Use the methods enabled in the Dashboard.",
+    ),
+    f(
+        "allow_redirects",
+        Kind::Enum(&["always", "never"]),
+        "never: only methods that need no redirect (then confirm needs no return_url).",
+    ),
+]);
+
 const RECURRING: Kind = Kind::Object(&[
     req(
         "interval",
@@ -808,10 +821,12 @@ pub const ACTIONS: &[Action] = &[
         "Creates a payment intent.",
         Plan::Call(Verb::Post, "/v1/payment_intents"),
         [
+            // Stripe refuses 0 (and less than its minimum charge): nothing
+            // to collect is not a payment.
             req(
                 "amount",
-                Kind::Amount,
-                "Amount in the currency's minor unit."
+                Kind::Int(1, 99_999_999),
+                "Amount in the currency's minor unit (at least 1; Stripe's minimum charge applies)."
             ),
             req(
                 "currency",
@@ -833,6 +848,26 @@ pub const ACTIONS: &[Action] = &[
                 "When to capture."
             ),
             f("confirm", Kind::Bool, "Confirm at once."),
+            f(
+                "return_url",
+                Kind::Url,
+                "Where the customer returns after a redirect; with confirm, needed unless redirects are off."
+            ),
+            f(
+                "automatic_payment_methods",
+                AUTOMATIC_PAYMENT_METHODS,
+                "Payment methods from the Dashboard's settings (on by default since 2023-08-16)."
+            ),
+            f(
+                "off_session",
+                Kind::Bool,
+                "With confirm: the customer is not present."
+            ),
+            f(
+                "setup_future_usage",
+                Kind::Enum(&["on_session", "off_session"]),
+                "Save the payment method for later payments."
+            ),
             f(
                 "statement_descriptor",
                 Kind::Text(22),

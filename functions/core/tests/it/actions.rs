@@ -362,6 +362,17 @@ fn cases() -> Vec<(&'static str, Value, Vec<Sent>)> {
             )],
         ),
         (
+            "payments.create",
+            json!({"amount": 500, "currency": "usd", "confirm": true, "payment_method": "pm_123",
+                   "automatic_payment_methods": {"enabled": true, "allow_redirects": "never"},
+                   "off_session": true, "setup_future_usage": "off_session"}),
+            vec![s(
+                "POST",
+                "/v1/payment_intents",
+                "amount=500&currency=usd&payment_method=pm_123&confirm=true&automatic_payment_methods[enabled]=true&automatic_payment_methods[allow_redirects]=never&off_session=true&setup_future_usage=off_session",
+            )],
+        ),
+        (
             "payments.update",
             json!({"id": "pi_123", "metadata": {"order": "8"}}),
             vec![s("POST", "/v1/payment_intents/pi_123", "metadata[order]=8")],
@@ -427,6 +438,21 @@ async fn every_action_sends_exactly_its_stripe_request() {
         assert!(result.is_ok(), "{key} {input}: {result:?}");
         assert_eq!(got, expected, "{key} {input}");
     }
+}
+
+/// A payment of nothing is refused before Stripe, naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_of_zero_is_refused() {
+    let stripe = Stripe::new().await;
+    let (result, got) = stripe
+        .run("payments.create", json!({"amount": 0, "currency": "usd"}))
+        .await;
+    let e = result.unwrap_err();
+    assert_eq!(
+        (e.status, e.param.as_deref()),
+        (StatusCode::BAD_REQUEST, Some("amount"))
+    );
+    assert!(got.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
