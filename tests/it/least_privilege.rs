@@ -726,3 +726,24 @@ fn queues_are_alarmed_alarms_notify_and_no_tracing_without_spans() {
         assert!(f["Properties"]["Tracing"].is_null(), "{name}");
     }
 }
+
+/// The public webhook route is throttled at the API, from parameters.
+#[test]
+fn the_public_webhook_route_is_throttled() {
+    let t = template();
+    let settings =
+        &t["Resources"]["HttpApi"]["Properties"]["RouteSettings"]["POST /webhooks/{connection_id}"];
+    for (key, param) in [
+        ("ThrottlingBurstLimit", "WebhookBurstLimit"),
+        ("ThrottlingRateLimit", "WebhookRateLimit"),
+    ] {
+        let Yaml::Tagged(r) = &settings[key] else {
+            panic!("{key}: {settings:?}");
+        };
+        assert_eq!((r.tag == "!Ref", r.value.as_str()), (true, Some(param)));
+        assert!(
+            t["Parameters"][param]["Default"].as_u64().is_some(),
+            "{param}"
+        );
+    }
+}

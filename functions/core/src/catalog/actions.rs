@@ -254,6 +254,11 @@ pub const ACTIONS: &[Action] = &[
                 "Only active (true) or archived (false) products."
             ),
             f("name", Kind::Text(250), "Exact name."),
+            f(
+                "name_contains",
+                Kind::Text(250),
+                "A part of the name (at least 3 characters; Stripe's `name~`)."
+            ),
             f("description", TEXT, "Exact description."),
             f(
                 "metadata",

@@ -60,6 +60,12 @@ pub fn build_query(action: &Action, input: &Map<String, Value>) -> Result<String
             (_, Value::Bool(b)) => {
                 clauses.push(format!("{}:{}", field.name, quote(&b.to_string())));
             }
+            // Substring: `name~"gold"`.
+            (_, Value::String(s)) if field.name.ends_with("_contains") => clauses.push(format!(
+                "{}~{}",
+                field.name.trim_end_matches("_contains"),
+                quote(s)
+            )),
             (_, Value::String(s)) => clauses.push(format!("{}:{}", field.name, quote(s))),
             (_, Value::Number(n)) => clauses.push(format!("{}:{n}", field.name)),
             _ => {}
@@ -140,6 +146,17 @@ mod tests {
         assert_eq!(
             q,
             r#"name:"a\\\" OR active:\"true" AND metadata["k\":\"x"]:"v\\""#
+        );
+    }
+
+    #[test]
+    fn a_name_part_is_searched_with_the_substring_operator() {
+        assert_eq!(
+            query(
+                "products.search",
+                json!({"name_contains": "gold", "active": true})
+            ),
+            r#"active:"true" AND name~"gold""#
         );
     }
 
