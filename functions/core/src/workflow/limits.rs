@@ -61,25 +61,43 @@ impl StripeBudget {
     /// never waiting in the worker. The place taken is used by the next
     /// request of that class through [`Pacer::pace`], within this second.
     pub async fn reserve(&self, search: bool) -> Result<(), Duration> {
-        use std::sync::atomic::Ordering;
         let (class, limit, slot) = self.class(search);
+        match self.take_place(class).await {
+            Some(place) if place > limit => Err(wait_for(place, limit)),
+            Some(_) => {
+                self.prepaid[slot].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Counts one request of `class` in the current second — never in its
+    /// last 50 ms, where a request could reach Stripe in the next second on
+    /// top of that second's own budget — and answers its place there.
+    /// `None` when the store failed: the budget protects, it must not stop
+    /// work; the request goes unpaced and Stripe's own 429 still guards
+    /// the account.
+    async fn take_place(&self, class: &str) -> Option<u32> {
         if let Some(wait) = window_closing() {
             tokio::time::sleep(wait).await;
         }
         let key = format!("stripe#{}#{class}", self.connection_id);
         match self.gates.count_in_window(&key, self.clock.now()).await {
-            Ok(place) if place <= limit => {
-                self.prepaid[slot].fetch_add(1, Ordering::SeqCst);
-                Ok(())
+            Ok(place) => Some(place),
+            Err(e) => {
+                tracing::warn!(connection = %self.connection_id, error = %e, "Stripe budget unavailable; request sent unpaced");
+                None
             }
-            Ok(place) => {
-                let behind = u64::from((place - 1) / limit).max(1);
-                Err(Duration::from_secs(behind + rand::random::<u64>() % 2))
-            }
-            // Unpaced when the store fails (see `pace`).
-            Err(_) => Ok(()),
         }
     }
+}
+
+/// How long a request at `place` (past `limit`) waits: the seconds until a
+/// window has room for its place, plus up to one at random.
+fn wait_for(place: u32, limit: u32) -> Duration {
+    let behind = u64::from((place - 1) / limit);
+    Duration::from_secs(behind + rand::random::<u64>() % 2)
 }
 
 #[async_trait]
@@ -100,34 +118,16 @@ impl Pacer for StripeBudget {
         if prepaid.is_ok() {
             return Ok(());
         }
-        let key = format!("stripe#{}#{class}", self.connection_id);
         let started = std::time::Instant::now();
         loop {
-            // Nothing counted in a window's last 50 ms: a request counted
-            // there could reach Stripe in the next second, on top of that
-            // second's own budget.
-            if let Some(wait) = window_closing() {
-                tokio::time::sleep(wait).await;
-            }
-            let place = match self.gates.count_in_window(&key, self.clock.now()).await {
-                Ok(place) => place,
-                // The budget protects; it must not stop work when its store
-                // fails. Stripe's own 429 still guards the account.
-                Err(e) => {
-                    tracing::warn!(connection = %self.connection_id, error = %e, "Stripe budget unavailable; request sent unpaced");
-                    return Ok(());
-                }
+            let Some(place) = self.take_place(class).await else {
+                return Ok(());
             };
             if place <= limit {
                 return Ok(());
             }
-            // Seconds until a window would have room for this place.
-            let behind = (place - 1) / limit;
-            if behind > 1 || started.elapsed() >= MAX_BUDGET_WAIT {
-                let spread = rand::random::<u64>() % 2;
-                return Err(StripeError::Budget(Duration::from_secs(
-                    u64::from(behind) + spread,
-                )));
+            if (place - 1) / limit > 1 || started.elapsed() >= MAX_BUDGET_WAIT {
+                return Err(StripeError::Budget(wait_for(place, limit)));
             }
             tokio::time::sleep(until_next_second()).await;
         }
