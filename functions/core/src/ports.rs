@@ -260,7 +260,9 @@ pub trait RunStore: Send + Sync {
 
 /// Which run a queue message asks a worker to carry on with: the run's key,
 /// never its content (a worker reads the run as stored).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct RunRef {
     #[serde(rename = "c")]
     pub connection_id: String,

@@ -41,22 +41,6 @@ struct Slot {
     receives: u32,
 }
 
-impl PartialOrd for RunRef {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for RunRef {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (&self.connection_id, &self.event_id, &self.run_key).cmp(&(
-            &other.connection_id,
-            &other.event_id,
-            &other.run_key,
-        ))
-    }
-}
-
 pub struct LocalQueue {
     clock: Arc<dyn Clock>,
     inner: Mutex<Inner>,
