@@ -9,7 +9,7 @@
 //! cost, and checks exactly once. Shared by `infra/bench.sh noisy` and the
 //! CI-sized test in tests/it/load.rs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -711,9 +711,4 @@ impl Report {
         assert_eq!(self.step_duplicates, 0, "{self:#?}");
         assert!(self.max_stripe_per_second <= self.budget, "{self:#?}");
     }
-}
-
-/// The connections' ids, for reading their runs afterwards.
-pub fn connections(plan: &Plan) -> HashSet<String> {
-    (0..plan.connections).map(connection_id).collect()
 }

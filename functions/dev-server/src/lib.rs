@@ -220,15 +220,9 @@ impl DevServer {
                 let worker = format!("dev-exec-{n}");
                 loop {
                     let message = queue.recv().await;
-                    let outcome = Engine::new(&app, worker.as_str())
-                        .handle_message(&message.run, message.receives)
+                    Engine::new(&app, worker.as_str())
+                        .handle_local(&queue, message, RETRY_MESSAGE_AFTER)
                         .await;
-                    if let Err(e) = outcome {
-                        tracing::warn!(error = %e, event_id = %message.run.event_id, "run not carried on; its message comes back");
-                        if let Err(e) = queue.put(message, RETRY_MESSAGE_AFTER) {
-                            tracing::error!(error = %e, "message not put back; the scheduler's overdue sweep finds the run");
-                        }
-                    }
                 }
             });
         }

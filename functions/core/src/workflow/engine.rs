@@ -38,6 +38,8 @@ pub const SCHEDULER_HORIZON: &str = "scheduler_horizon";
 /// A message received more often than this marks its run stuck (SQS moves
 /// it to the dead-letter queue one receive later).
 pub const STUCK_AFTER_RECEIVES: u32 = 5;
+/// How long a failed message of an in-process queue stays hidden.
+const LOCAL_VISIBILITY: u32 = 30;
 /// A 429 without `Retry-After` puts the run back for this many seconds.
 const RATE_LIMIT_BACKOFF: i64 = 2;
 /// How long a delivery waits for a slot of its target before its run is
@@ -352,8 +354,7 @@ impl<'a> Engine<'a> {
 
     /// Carries out every message of an in-process queue visible now, in
     /// order (tests and one-shot tools; the dev server's workers wait on
-    /// the queue instead). A message whose run could not be carried on
-    /// goes back, visible again after 30 s, as SQS would return it.
+    /// the queue instead).
     pub async fn work_ready(&self, queue: &LocalQueue) -> Vec<(RunRef, Outcome)> {
         let mut out = Vec::new();
         // Bounded: a run put back at once forever must not spin here.
@@ -361,17 +362,33 @@ impl<'a> Engine<'a> {
             let Some(message) = queue.try_recv() else {
                 break;
             };
-            match self.handle_message(&message.run, message.receives).await {
-                Ok(outcome) => out.push((message.run, outcome)),
-                Err(e) => {
-                    tracing::warn!(error = %e, event_id = %message.run.event_id, "run not carried on; its message comes back");
-                    if let Err(e) = queue.put(message, 30) {
-                        tracing::error!(error = %e, "message not put back");
-                    }
-                }
+            let run = message.run.clone();
+            if let Some(outcome) = self.handle_local(queue, message, LOCAL_VISIBILITY).await {
+                out.push((run, outcome));
             }
         }
         out
+    }
+
+    /// One message of an in-process queue. A message whose run could not be
+    /// carried on goes back, visible again after `visibility` seconds, as
+    /// SQS would return it; `None` then.
+    pub async fn handle_local(
+        &self,
+        queue: &LocalQueue,
+        message: crate::adapters::local_queue::Message,
+        visibility: u32,
+    ) -> Option<Outcome> {
+        match self.handle_message(&message.run, message.receives).await {
+            Ok(outcome) => Some(outcome),
+            Err(e) => {
+                tracing::warn!(error = %e, event_id = %message.run.event_id, "run not carried on; its message comes back");
+                if let Err(e) = queue.put(message, visibility) {
+                    tracing::error!(error = %e, "message not put back; the scheduler's overdue sweep finds the run");
+                }
+                None
+            }
+        }
     }
 
     /// The run a message names, as stored.
@@ -542,12 +559,8 @@ impl<'a> Engine<'a> {
         reason: String,
     ) -> Result<Outcome, EngineError> {
         let now = self.app.clock.now();
-        if until - now >= POSTPONE_RECORDED_AFTER && run.status != RunStatus::Running {
-            let before = run.version;
-            run.next_attempt_at = Some(until);
-            run.last_error = Some(reason);
-            run.version += 1;
-            run.updated_at = now;
+        let before = run.version;
+        if until - now >= POSTPONE_RECORDED_AFTER && run.postpone(until, reason, now).is_ok() {
             match self.app.runs.save_run(&run, before).await {
                 Ok(()) => {}
                 Err(StoreError::Conflict) => return Ok(Outcome::Skipped),

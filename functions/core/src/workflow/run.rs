@@ -300,6 +300,23 @@ impl Run {
         Ok(())
     }
 
+    /// Moves a waiting (pending or retrying) run's next attempt to `until`
+    /// without claiming it, saying why: its target or budget said not now.
+    pub fn postpone(
+        &mut self,
+        until: i64,
+        reason: String,
+        now: i64,
+    ) -> Result<(), TransitionError> {
+        if !matches!(self.status, RunStatus::Pending | RunStatus::Retrying) {
+            return Err(TransitionError::NotClaimable(self.status));
+        }
+        self.next_attempt_at = Some(until);
+        self.last_error = Some(reason);
+        self.touch(now);
+        Ok(())
+    }
+
     /// Sets a run that is not finished aside as stuck.
     pub fn mark_stuck(&mut self, reason: String, now: i64) -> Result<(), TransitionError> {
         if matches!(
@@ -409,6 +426,22 @@ mod tests {
         );
         r.claim("w", NOW + 5, 300, 7).unwrap();
         assert_eq!(r.attempts, 1);
+    }
+
+    #[test]
+    fn a_waiting_run_is_postponed_but_a_running_one_is_not() {
+        let mut r = run();
+        r.postpone(NOW + 30, "circuit open".into(), NOW).unwrap();
+        assert_eq!(
+            (r.status, r.due_at(), r.version),
+            (RunStatus::Pending, Some(NOW + 30), 1)
+        );
+        assert_eq!(
+            r.claim("w", NOW + 29, 300, 7),
+            Err(TransitionError::NotDue(NOW + 30))
+        );
+        r.claim("w", NOW + 30, 300, 7).unwrap();
+        assert!(r.postpone(NOW + 60, "x".into(), NOW).is_err());
     }
 
     #[test]
