@@ -47,6 +47,8 @@ pub enum Kind {
     Amount,
     /// A whole number in a range.
     Int(i64, i64),
+    /// A price tier's upper bound: a quantity of at least 1, or `"inf"` for the last tier.
+    UpTo,
     /// A percentage above 0 and at most 100.
     Percent,
     Bool,

@@ -98,9 +98,19 @@ fn string<'a>(value: &'a Value, path: &str, what: &str) -> Result<&'a str, Inval
         .ok_or_else(|| bad(path, format!("`{path}` must be {what}")))
 }
 
+/// A whole number: `5`, or `5.0` as JSON Schema's `integer` also counts
+/// it (a template or a float-only client may produce it).
+fn whole(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
 fn integer(value: &Value, path: &str, min: i64, max: i64) -> Result<i64, InvalidInput> {
-    value
-        .as_i64()
+    whole(value)
         .filter(|n| (min..=max).contains(n))
         .ok_or_else(|| {
             bad(
@@ -110,12 +120,31 @@ fn integer(value: &Value, path: &str, min: i64, max: i64) -> Result<i64, Invalid
         })
 }
 
+/// Characters refused in text: control characters but tab, newline and
+/// carriage return. [`TEXT_PATTERN`] says the same to a JSON Schema validator.
+fn refused_control(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t' && c != '\r'
+}
+const TEXT_PATTERN: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$";
+/// No whitespace and no control character: a character of a URL.
+const VISIBLE: &str = "[^\\s\\u0000-\\u001F\\u007F-\\u009F]";
+
+/// [`is_email`] as a pattern: a local part, `@`, and a domain holding a dot
+/// that is neither its first nor its last character; no second `@`.
+fn email_pattern() -> String {
+    let part = "[^@\\s\\u0000-\\u001F\\u007F-\\u009F]";
+    let edge = "[^@.\\s\\u0000-\\u001F\\u007F-\\u009F]";
+    format!("^{part}+@{edge}{part}*\\.{part}*{edge}$")
+}
+/// The latest Unix second that is still a four-digit year (9999-12-31).
+pub const MAX_TIMESTAMP: i64 = 253_402_300_799;
+
 fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else {
         return false;
     };
     !local.is_empty()
-        && s.len() <= 512
+        && s.chars().count() <= 512
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
@@ -134,9 +163,7 @@ pub fn check(kind: &Kind, value: &Value, path: &str) -> Result<Value, InvalidInp
                     format!("`{path}` must be at most {max} characters"),
                 ));
             }
-            if s.chars()
-                .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
-            {
+            if s.chars().any(refused_control) {
                 return Err(bad(
                     path,
                     format!("`{path}` must not contain control characters"),
@@ -182,20 +209,35 @@ pub fn check(kind: &Kind, value: &Value, path: &str) -> Result<Value, InvalidInp
             }
         }
         Kind::Amount => {
-            if value.as_u64().filter(|n| *n <= 99_999_999_999).is_none() {
+            let Some(n) = whole(value).filter(|n| (0..=MAX_AMOUNT).contains(n)) else {
                 return Err(bad(
                     path,
                     format!(
                         "`{path}` must be a non-negative whole number in the currency's minor unit (e.g. cents)"
                     ),
                 ));
-            }
+            };
+            return Ok(Value::from(n));
         }
         Kind::Int(min, max) => {
-            integer(value, path, *min, *max)?;
+            return integer(value, path, *min, *max).map(Value::from);
         }
         Kind::Timestamp => {
-            integer(value, path, 0, 253_402_300_799)?;
+            return integer(value, path, 0, MAX_TIMESTAMP).map(Value::from);
+        }
+        Kind::UpTo => {
+            if value.as_str() == Some("inf") {
+                return Ok(value.clone());
+            }
+            return whole(value)
+                .filter(|n| (1..=MAX_AMOUNT).contains(n))
+                .map(Value::from)
+                .ok_or_else(|| {
+                    bad(
+                        path,
+                        format!("`{path}` must be a quantity of at least 1, or \"inf\" for the last tier"),
+                    )
+                });
         }
         Kind::Percent => {
             if value.as_f64().filter(|p| *p > 0.0 && *p <= 100.0).is_none() {
@@ -287,6 +329,7 @@ pub fn check(kind: &Kind, value: &Value, path: &str) -> Result<Value, InvalidInp
                     format!("`{path}` needs at least one of gt, gte, lt, lte"),
                 ));
             }
+            let mut out = Map::new();
             for (k, v) in map {
                 if !["gt", "gte", "lt", "lte"].contains(&k.as_str()) {
                     return Err(bad(
@@ -294,13 +337,15 @@ pub fn check(kind: &Kind, value: &Value, path: &str) -> Result<Value, InvalidInp
                         format!("unknown field `{k}`; a range accepts gt, gte, lt, lte"),
                     ));
                 }
-                integer(v, &format!("{path}.{k}"), i64::MIN, i64::MAX)?;
+                let n = integer(v, &format!("{path}.{k}"), -MAX_AMOUNT, MAX_AMOUNT)?;
+                out.insert(k.clone(), Value::from(n));
             }
+            return Ok(Value::Object(out));
         }
         Kind::Url => {
             let s = string(value, path, "a URL")?;
             if !(s.starts_with("https://") || s.starts_with("http://"))
-                || s.len() > 2048
+                || s.chars().count() > 2048
                 || s.chars().any(|c| c.is_whitespace() || c.is_control())
             {
                 return Err(bad(path, format!("`{path}` must be an http(s) URL")));
@@ -319,7 +364,12 @@ pub fn check(kind: &Kind, value: &Value, path: &str) -> Result<Value, InvalidInp
     Ok(value.clone())
 }
 
-/// The JSON Schema (draft 2020-12) of an action's input.
+/// The largest amount Stripe takes (in the minor unit), and the bound of a range.
+const MAX_AMOUNT: i64 = 99_999_999_999;
+
+/// The JSON Schema (draft 2020-12) of an action's input. It and
+/// [`validate`] give the same verdict on every input (a test holds them to
+/// it); rules between fields (one of id or email, …) are checked after.
 pub fn schema(action: &Action) -> Value {
     let mut s = object_schema(action.fields);
     s["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
@@ -332,6 +382,9 @@ fn object_schema(fields: &[Field]) -> Value {
     let mut properties = Map::new();
     for f in fields {
         let mut s = kind_schema(&f.kind);
+        if !f.required {
+            nullable(&mut s);
+        }
         s["description"] = json!(f.doc);
         properties.insert(f.name.to_string(), s);
     }
@@ -343,19 +396,40 @@ fn object_schema(fields: &[Field]) -> Value {
     json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
 }
 
+/// An optional field may be `null`: the validator reads it as absent.
+fn nullable(schema: &mut Value) {
+    let kind = schema["type"].clone();
+    schema["type"] = match kind {
+        Value::Array(mut kinds) => {
+            kinds.push(json!("null"));
+            Value::Array(kinds)
+        }
+        one => json!([one, "null"]),
+    };
+    if let Some(values) = schema.get_mut("enum").and_then(Value::as_array_mut) {
+        values.push(Value::Null);
+    }
+}
+
 fn kind_schema(kind: &Kind) -> Value {
     match kind {
-        Kind::Text(max) => json!({"type": "string", "maxLength": max}),
+        Kind::Text(max) => json!({"type": "string", "maxLength": max, "pattern": TEXT_PATTERN}),
         Kind::Id(prefixes) => {
             let alternatives: Vec<String> = prefixes.iter().map(|p| regex_escape(p)).collect();
             json!({"type": "string", "pattern": format!("^({})[A-Za-z0-9_]{{1,200}}$", alternatives.join("|"))})
         }
         Kind::CouponId => json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,200}$"}),
-        Kind::Email => json!({"type": "string", "format": "email", "maxLength": 512}),
+        Kind::Email => json!({
+            "type": "string", "format": "email", "maxLength": 512, "pattern": email_pattern(),
+        }),
         Kind::Currency => json!({"type": "string", "pattern": "^[a-z]{3}$"}),
-        Kind::Amount => json!({"type": "integer", "minimum": 0, "maximum": 99_999_999_999u64}),
+        Kind::Amount => json!({"type": "integer", "minimum": 0, "maximum": MAX_AMOUNT}),
         Kind::Int(min, max) => json!({"type": "integer", "minimum": min, "maximum": max}),
-        Kind::Timestamp => json!({"type": "integer", "minimum": 0}),
+        Kind::Timestamp => json!({"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP}),
+        // `minimum`/`maximum` bind the number, `pattern` the string.
+        Kind::UpTo => json!({
+            "type": ["integer", "string"], "minimum": 1, "maximum": MAX_AMOUNT, "pattern": "^inf$",
+        }),
         Kind::Percent => json!({"type": "number", "exclusiveMinimum": 0, "maximum": 100}),
         Kind::Bool => json!({"type": "boolean"}),
         Kind::Enum(values) => json!({"type": "string", "enum": values}),
@@ -368,14 +442,17 @@ fn kind_schema(kind: &Kind) -> Value {
         Kind::List(item, max) => {
             json!({"type": "array", "items": kind_schema(item), "minItems": 1, "maxItems": max})
         }
-        Kind::Range => json!({
+        Kind::Range => {
+            let bound = json!({"type": "integer", "minimum": -MAX_AMOUNT, "maximum": MAX_AMOUNT});
+            json!({
             "type": "object", "minProperties": 1, "additionalProperties": false,
-            "properties": {"gt": {"type": "integer"}, "gte": {"type": "integer"}, "lt": {"type": "integer"}, "lte": {"type": "integer"}},
-        }),
-        Kind::Url => {
-            json!({"type": "string", "format": "uri", "pattern": "^https?://", "maxLength": 2048})
+            "properties": {"gt": bound, "gte": bound, "lt": bound, "lte": bound},
+            })
         }
-        Kind::PageToken => json!({"type": "string", "minLength": 1, "maxLength": 5000}),
+        Kind::Url => {
+            json!({"type": "string", "format": "uri", "pattern": format!("^https?://{VISIBLE}*$"), "maxLength": 2048})
+        }
+        Kind::PageToken => json!({"type": "string", "pattern": "^[!-~]{1,5000}$"}),
     }
 }
 
@@ -409,6 +486,7 @@ pub(super) fn describe(kind: &Kind) -> String {
         Kind::Amount => "amount (minor unit)".into(),
         Kind::Int(min, max) => format!("integer {min}–{max}"),
         Kind::Timestamp => "Unix time".into(),
+        Kind::UpTo => "integer ≥ 1 or `inf`".into(),
         Kind::Percent => "number (0–100]".into(),
         Kind::Bool => "boolean".into(),
         Kind::Enum(values) => values

@@ -563,6 +563,7 @@ fn sample(kind: &Kind) -> Value {
         Kind::Amount => json!(1000),
         Kind::Int(min, max) => json!((*min).max(1).min(*max)),
         Kind::Timestamp => json!(1_900_000_000),
+        Kind::UpTo => json!(10),
         Kind::Percent => json!(25.5),
         Kind::Bool => json!(true),
         Kind::Enum(values) => json!(values[0]),

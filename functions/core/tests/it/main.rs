@@ -5,6 +5,7 @@
 mod support;
 
 mod actions;
+mod catalog_schema;
 mod engine;
 mod secret_stores;
 mod store_conformance;
