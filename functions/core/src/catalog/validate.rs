@@ -105,7 +105,12 @@ fn whole(value: &Value) -> Option<i64> {
         value
             .as_f64()
             .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-            .map(|f| f as i64)
+            // Whole and below 2^53 in magnitude: the cast is exact.
+            .map(|f| {
+                #[allow(clippy::cast_possible_truncation)]
+                let n = f as i64;
+                n
+            })
     })
 }
 
