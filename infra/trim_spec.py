@@ -58,6 +58,9 @@ post /v1/webhook_endpoints/{webhook_endpoint}
 delete /v1/webhook_endpoints/{webhook_endpoint}
 """
 
+# The objects find actions answer, and those their expansions reach.
+EXPANDABLE_OBJECTS = ["customer", "product", "price", "subscription", "invoice", "payment_intent"]
+
 
 def nested(schema, spec):
     """Property names one level down (objects, arrays of objects, anyOf)."""
@@ -90,5 +93,23 @@ for line in OPERATIONS.split("\n"):
     out["operations"][f"{method.upper()} {path}"] = params
 events = spec["paths"]["/v1/webhook_endpoints"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]["properties"]["enabled_events"]["items"]["enum"]
 out["enabled_events"] = sorted(events)
+
+# What each object's expandable fields hold once expanded: the `object`
+# values of their x-expansionResources (for checking `expand` and the
+# sample results of find actions).
+def object_name(schema_name):
+    props = spec["components"]["schemas"][schema_name].get("properties", {})
+    return props.get("object", {}).get("enum", [schema_name])[0]
+
+out["expandable"] = {}
+for name in EXPANDABLE_OBJECTS:
+    fields = {}
+    for field, prop in spec["components"]["schemas"][name]["properties"].items():
+        refs = []
+        for s in [prop] + prop.get("anyOf", []):
+            refs += [r["$ref"].split("/")[-1] for r in s.get("x-expansionResources", {}).get("oneOf", [])]
+        if refs:
+            fields[field] = sorted(object_name(r) for r in refs)
+    out["expandable"][object_name(name)] = fields
 json.dump(out, sys.stdout, indent=1, sort_keys=True)
 sys.stdout.write("\n")

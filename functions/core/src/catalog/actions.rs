@@ -1,6 +1,7 @@
 //! The 41 actions as data: each one's input fields (which drive validation,
 //! the JSON Schema and the docs) and the Stripe request it maps to.
 
+use super::validate::{MAX_AMOUNT, MAX_TIMESTAMP};
 use super::{Action, Field, Kind, Plan, Verb};
 
 const fn f(name: &'static str, kind: Kind, doc: &'static str) -> Field {
@@ -39,6 +40,11 @@ const PAGE: Field = f(
     "page",
     Kind::PageToken,
     "The `next_page` token of a previous search.",
+);
+const ALL: Field = f(
+    "all",
+    Kind::Bool,
+    "Page through every result for you, up to 1,000 (has_more says if more were left).",
 );
 const META: Field = f(
     "metadata",
@@ -93,6 +99,16 @@ const RECURRING: Kind = Kind::Object(&[
         Kind::Int(1, 365),
         "Intervals between billings (e.g. 3 months).",
     ),
+    f(
+        "usage_type",
+        Kind::Enum(&["licensed", "metered"]),
+        "licensed: billed by quantity (default); metered: by reported usage.",
+    ),
+    f(
+        "aggregate_usage",
+        Kind::Enum(&["sum", "last_during_period", "last_ever", "max"]),
+        "How metered usage in a period is summed up (metered only).",
+    ),
 ]);
 const SUB_ITEM: Kind = Kind::Object(&[
     req("price", PRICE, "The price to subscribe to."),
@@ -108,6 +124,100 @@ const SUB_ITEM_UPDATE: Kind = Kind::Object(&[
     f("quantity", Kind::Int(0, 1_000_000_000), "New quantity."),
     f("deleted", Kind::Bool, "Remove this item."),
 ]);
+const TIER: Kind = Kind::Object(&[
+    req(
+        "up_to",
+        Kind::IntOr("inf", 1, MAX_AMOUNT),
+        "Last quantity of this tier; \"inf\" for the last tier.",
+    ),
+    f(
+        "unit_amount",
+        Kind::Amount,
+        "Price per unit in this tier (minor unit).",
+    ),
+    f(
+        "flat_amount",
+        Kind::Amount,
+        "Flat fee for this tier (minor unit).",
+    ),
+]);
+const CUSTOM_UNIT_AMOUNT: Kind = Kind::Object(&[
+    req(
+        "enabled",
+        Kind::Bool,
+        "The customer chooses the amount (true).",
+    ),
+    f("minimum", Kind::Amount, "Least they may pay (minor unit)."),
+    f("maximum", Kind::Amount, "Most they may pay (minor unit)."),
+    f("preset", Kind::Amount, "Amount shown first (minor unit)."),
+]);
+const TRANSFORM_QUANTITY: Kind = Kind::Object(&[
+    req(
+        "divide_by",
+        Kind::Int(1, 1_000_000_000),
+        "Bill per this many units (e.g. 1000 for per-thousand).",
+    ),
+    req(
+        "round",
+        Kind::Enum(&["up", "down"]),
+        "How to round the divided quantity.",
+    ),
+]);
+const CUSTOM_FIELDS: Kind = Kind::List(
+    &Kind::Object(&[
+        req("name", Kind::Text(30), "Label."),
+        req("value", Kind::Text(30), "Value."),
+    ]),
+    4,
+);
+
+/// What a find action may expand: the fields the spec marks as expandable
+/// (`x-expansionResources`) on the object it answers, and the most used
+/// path two deep. A test checks each against Stripe's spec.
+const EXPAND_CUSTOMER: Kind = Kind::Enum(&["default_source", "test_clock"]);
+const EXPAND_PRODUCT: Kind = Kind::Enum(&["default_price", "tax_code"]);
+const EXPAND_PRICE: Kind = Kind::Enum(&["product"]);
+const EXPAND_SUBSCRIPTION: Kind = Kind::Enum(&[
+    "application",
+    "customer",
+    "default_payment_method",
+    "default_source",
+    "latest_invoice",
+    "latest_invoice.payment_intent",
+    "on_behalf_of",
+    "pending_setup_intent",
+    "schedule",
+    "test_clock",
+]);
+const EXPAND_INVOICE: Kind = Kind::Enum(&[
+    "application",
+    "charge",
+    "customer",
+    "default_payment_method",
+    "default_source",
+    "latest_revision",
+    "on_behalf_of",
+    "payment_intent",
+    "quote",
+    "subscription",
+    "test_clock",
+]);
+const EXPAND_PAYMENT_INTENT: Kind = Kind::Enum(&[
+    "application",
+    "customer",
+    "invoice",
+    "latest_charge",
+    "on_behalf_of",
+    "payment_method",
+    "review",
+]);
+const fn expand(paths: &'static Kind) -> Field {
+    f(
+        "expand",
+        Kind::List(paths, 20),
+        "Related objects to return whole instead of as ids.",
+    )
+}
 const PRORATION: Kind = Kind::Enum(&["always_invoice", "create_prorations", "none"]);
 const TAX_BEHAVIOR: Kind = Kind::Enum(&["exclusive", "inclusive", "unspecified"]);
 
@@ -171,7 +281,9 @@ pub const ACTIONS: &[Action] = &[
                 Kind::Email,
                 "Exact email address; may match several customers."
             ),
-            LIMIT
+            LIMIT,
+            ALL,
+            expand(&EXPAND_CUSTOMER)
         ]
     ),
     action!(
@@ -230,6 +342,16 @@ pub const ACTIONS: &[Action] = &[
             f("shippable", Kind::Bool, "Whether it is a physical good."),
             f("url", Kind::Url, "Public web page."),
             f("unit_label", Kind::Text(12), "Unit shown on invoices."),
+            f(
+                "default_price",
+                PRICE,
+                "The price shown by default (price_…, of this product)."
+            ),
+            f(
+                "statement_descriptor",
+                Kind::Text(22),
+                "Text on card statements."
+            ),
             META
         ]
     ),
@@ -239,7 +361,10 @@ pub const ACTIONS: &[Action] = &[
         "Find Product",
         "Retrieves a product by id.",
         Plan::Call(Verb::Get, "/v1/products/{id}"),
-        [req("id", PROD, "The product (prod_…).")]
+        [
+            req("id", PROD, "The product (prod_…)."),
+            expand(&EXPAND_PRODUCT)
+        ]
     ),
     action!(
         "products",
@@ -268,7 +393,8 @@ pub const ACTIONS: &[Action] = &[
             f("shippable", Kind::Bool, "Physical goods only, or not."),
             f("url", Kind::Url, "Exact URL."),
             LIMIT,
-            PAGE
+            PAGE,
+            ALL
         ]
     ),
     action!(
@@ -296,9 +422,34 @@ pub const ACTIONS: &[Action] = &[
             f(
                 "unit_amount",
                 Kind::Amount,
-                "Amount in the currency's minor unit (cents)."
+                "Amount in the currency's minor unit (cents); needed unless custom_unit_amount or tiers price it."
             ),
             f("recurring", RECURRING, "Makes the price recurring."),
+            f(
+                "billing_scheme",
+                Kind::Enum(&["per_unit", "tiered"]),
+                "per_unit (default): unit_amount per unit; tiered: priced by tiers."
+            ),
+            f(
+                "tiers",
+                Kind::List(&TIER, 250),
+                "With billing_scheme tiered: tiers by ascending up_to, the last one \"inf\"."
+            ),
+            f(
+                "tiers_mode",
+                Kind::Enum(&["graduated", "volume"]),
+                "With tiers: graduated (each unit at its tier's price) or volume (all units at the reached tier's)."
+            ),
+            f(
+                "custom_unit_amount",
+                CUSTOM_UNIT_AMOUNT,
+                "The customer chooses what to pay (one-time prices, instead of unit_amount)."
+            ),
+            f(
+                "transform_quantity",
+                TRANSFORM_QUANTITY,
+                "Divide the quantity before pricing (not with tiers)."
+            ),
             f("nickname", Kind::Text(250), "Internal name."),
             f(
                 "lookup_key",
@@ -347,7 +498,10 @@ pub const ACTIONS: &[Action] = &[
         "Find Price",
         "Retrieves a price by id.",
         Plan::Call(Verb::Get, "/v1/prices/{id}"),
-        [req("id", PRICE, "The price (price_…).")]
+        [
+            req("id", PRICE, "The price (price_…)."),
+            expand(&EXPAND_PRICE)
+        ]
     ),
     action!(
         "prices",
@@ -371,7 +525,8 @@ pub const ACTIONS: &[Action] = &[
                 "One-time or recurring prices."
             ),
             LIMIT,
-            PAGE
+            PAGE,
+            ALL
         ]
     ),
     action!(
@@ -412,6 +567,26 @@ pub const ACTIONS: &[Action] = &[
                 "Free trial length in days."
             ),
             f(
+                "trial_end",
+                Kind::IntOr("now", 0, MAX_TIMESTAMP),
+                "End of the free trial (Unix seconds), or \"now\" for none; instead of trial_period_days."
+            ),
+            f(
+                "payment_behavior",
+                Kind::Enum(&[
+                    "allow_incomplete",
+                    "default_incomplete",
+                    "error_if_incomplete",
+                    "pending_if_incomplete"
+                ]),
+                "What happens when the first payment needs the customer or fails."
+            ),
+            f(
+                "proration_behavior",
+                PRORATION,
+                "How to prorate the first period."
+            ),
+            f(
                 "cancel_at_period_end",
                 Kind::Bool,
                 "End at the end of the first period."
@@ -422,6 +597,11 @@ pub const ACTIONS: &[Action] = &[
                 "Payment method to charge (pm_…)."
             ),
             f("coupon", Kind::CouponId, "Coupon to apply."),
+            f(
+                "promotion_code",
+                Kind::Id(&["promo_"]),
+                "Promotion code to apply (promo_…)."
+            ),
             f("description", Kind::Text(500), "Shown on invoices."),
             META
         ]
@@ -475,11 +655,14 @@ pub const ACTIONS: &[Action] = &[
         "Find Subscription",
         "Retrieves a subscription (sub_…) or a subscription item (si_…).",
         Plan::SubscriptionFind,
-        [req(
-            "id",
-            Kind::Id(&["sub_", "si_"]),
-            "A subscription (sub_…) or subscription item (si_…)."
-        )]
+        [
+            req(
+                "id",
+                Kind::Id(&["sub_", "si_"]),
+                "A subscription (sub_…) or subscription item (si_…)."
+            ),
+            expand(&EXPAND_SUBSCRIPTION)
+        ]
     ),
     action!(
         "subscriptions",
@@ -570,7 +753,8 @@ pub const ACTIONS: &[Action] = &[
                 "Metadata key-value pairs that must all match."
             ),
             LIMIT,
-            PAGE
+            PAGE,
+            ALL
         ]
     ),
     // invoices
@@ -617,19 +801,34 @@ pub const ACTIONS: &[Action] = &[
         "invoices",
         "update",
         "Update Invoice",
-        "Updates a draft invoice; other invoices cannot be edited.",
-        Plan::DraftInvoice(Verb::Post, "/v1/invoices/{id}"),
+        "Updates an invoice: any field of a draft; a finalized invoice's description, footer, custom fields, auto_advance and metadata.",
+        Plan::InvoiceUpdate {
+            draft_only: &["collection_method", "days_until_due", "due_date"]
+        },
         [
             req("id", INV, "The invoice (in_…)."),
             f("description", TEXT, "Memo."),
             f("footer", TEXT, "Footer."),
             f(
+                "custom_fields",
+                CUSTOM_FIELDS,
+                "Up to 4 name/value pairs shown on the invoice; replaces the ones it has."
+            ),
+            f(
                 "collection_method",
                 COLLECTION,
-                "Charge automatically or send the invoice."
+                "Charge automatically or send the invoice (drafts only)."
             ),
-            f("days_until_due", Kind::Int(0, 730), "Days to pay."),
-            f("due_date", Kind::Timestamp, "Due date (Unix seconds)."),
+            f(
+                "days_until_due",
+                Kind::Int(0, 730),
+                "Days to pay (drafts only)."
+            ),
+            f(
+                "due_date",
+                Kind::Timestamp,
+                "Due date, Unix seconds (drafts only)."
+            ),
             f(
                 "auto_advance",
                 Kind::Bool,
@@ -644,7 +843,10 @@ pub const ACTIONS: &[Action] = &[
         "Find Invoice",
         "Retrieves an invoice by id.",
         Plan::Call(Verb::Get, "/v1/invoices/{id}"),
-        [req("id", INV, "The invoice (in_…).")]
+        [
+            req("id", INV, "The invoice (in_…)."),
+            expand(&EXPAND_INVOICE)
+        ]
     ),
     action!(
         "invoices",
@@ -675,7 +877,8 @@ pub const ACTIONS: &[Action] = &[
             f("subscription", SUB, "Invoices of this subscription."),
             f("total", Kind::Range, "Total (minor unit) range."),
             LIMIT,
-            PAGE
+            PAGE,
+            ALL
         ]
     ),
     action!(
@@ -895,6 +1098,16 @@ pub const ACTIONS: &[Action] = &[
             f("description", TEXT, "Description."),
             f("receipt_email", Kind::Email, "Where to send the receipt."),
             f("payment_method", PM, "Payment method (pm_…)."),
+            f(
+                "payment_method_types",
+                Kind::List(&Kind::Text(50), 20),
+                "Allowed payment method types (e.g. card)."
+            ),
+            f(
+                "statement_descriptor",
+                Kind::Text(22),
+                "Text on card statements."
+            ),
             META
         ]
     ),
@@ -904,7 +1117,10 @@ pub const ACTIONS: &[Action] = &[
         "Find Payment Intent",
         "Retrieves a payment intent by id.",
         Plan::Call(Verb::Get, "/v1/payment_intents/{id}"),
-        [req("id", PI, "The payment intent (pi_…).")]
+        [
+            req("id", PI, "The payment intent (pi_…)."),
+            expand(&EXPAND_PAYMENT_INTENT)
+        ]
     ),
     action!(
         "payments",

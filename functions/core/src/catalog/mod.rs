@@ -47,8 +47,9 @@ pub enum Kind {
     Amount,
     /// A whole number in a range.
     Int(i64, i64),
-    /// A price tier's upper bound: a quantity of at least 1, or `"inf"` for the last tier.
-    UpTo,
+    /// A whole number in a range, or one word: a price tier's `up_to`
+    /// (a quantity, or `inf` for the last tier), `trial_end` (a time, or `now`).
+    IntOr(&'static str, i64, i64),
     /// A percentage above 0 and at most 100.
     Percent,
     Bool,
@@ -93,6 +94,9 @@ pub enum Plan {
     SubscriptionCancel,
     /// Only for drafts: the invoice's status is checked first.
     DraftInvoice(Verb, &'static str),
+    /// `POST /v1/invoices/{id}`; when a field only a draft may change is
+    /// given, the invoice's status is checked first.
+    InvoiceUpdate { draft_only: &'static [&'static str] },
     /// Exactly one of percent_off / amount_off; amount_off needs currency.
     CouponCreate,
     /// The own account, or a connected one.
@@ -111,10 +115,13 @@ pub struct Action {
     pub plan: Plan,
 }
 
-const SAMPLES: &str = include_str!("samples.json");
+/// Stripe's sample objects (from its OpenAPI fixtures), by `object` type.
+static SAMPLES: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    serde_json::from_str(include_str!("samples.json")).unwrap_or(Value::Null)
+});
 
-fn samples() -> Value {
-    serde_json::from_str(SAMPLES).unwrap_or(Value::Null)
+fn sample_object(object: &str) -> Value {
+    SAMPLES.get(object).cloned().unwrap_or(json!({}))
 }
 
 /// The Stripe object type a trigger carries (`customer.subscription.created` → subscription).
@@ -133,23 +140,25 @@ fn trigger_object(trigger: &str) -> &'static str {
 
 /// A sample event of this type, carrying Stripe's sample object.
 pub fn sample_event(trigger: &str) -> Value {
-    let object = samples()
-        .get(trigger_object(trigger))
-        .cloned()
-        .unwrap_or(json!({}));
+    let object = sample_object(trigger_object(trigger));
     json!({
         "id": "evt_sample", "object": "event", "api_version": crate::stripe::DEFAULT_API_VERSION,
         "created": 1_700_000_000, "livemode": false, "type": trigger, "data": {"object": object},
     })
 }
 
-/// A sample of what an action answers, for checking templates that read
-/// `{{steps.N.…}}` when a workflow is created.
-pub fn sample_result(action: &Action) -> Value {
+/// A sample of what an action answers for this input, in the shape it
+/// really has: the bare object, a page (`{"data", "has_more"}`) for a
+/// search or a find by email, a deletion stub for a delete, expanded
+/// fields as objects. Workflow creation checks `{{steps.N.…}}` against it.
+pub fn sample_result(action: &Action, input: &Value) -> Value {
     let object = match action.group {
         "customers" => "customer",
         "products" => "product",
         "prices" => "price",
+        "subscriptions" if input["id"].as_str().is_some_and(|id| id.starts_with("si_")) => {
+            "subscription_item"
+        }
         "subscriptions" => "subscription",
         "invoices" => "invoice",
         "coupons" => "coupon",
@@ -157,10 +166,66 @@ pub fn sample_result(action: &Action) -> Value {
         _ if action.operation == "account" => "account",
         _ => "event",
     };
-    let sample = samples().get(object).cloned().unwrap_or(json!({}));
-    match action.plan {
-        Plan::Search(_) | Plan::CustomerFind => json!({"data": [sample], "has_more": false}),
-        _ => sample,
+    let mut sample = sample_object(object);
+    if let Some(paths) = input.get("expand").and_then(Value::as_array) {
+        for path in paths.iter().filter_map(Value::as_str) {
+            expand_sample(&mut sample, path);
+        }
+    }
+    let page = match action.plan {
+        Plan::Search(_) => true,
+        Plan::CustomerFind => input.get("email").is_some_and(|e| !e.is_null()),
+        _ => false,
+    };
+    if page {
+        return json!({"data": [sample], "has_more": false});
+    }
+    if action.operation == "delete" {
+        return json!({"id": sample["id"], "object": object, "deleted": true});
+    }
+    sample
+}
+
+/// The object an expandable field holds once expanded (from the spec's
+/// `x-expansionResources`; `default_source` can be several, a card here).
+pub fn expansion_object(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "customer" => "customer",
+        "product" => "product",
+        "default_price" => "price",
+        "latest_invoice" | "invoice" | "latest_revision" => "invoice",
+        "payment_intent" => "payment_intent",
+        "subscription" => "subscription",
+        "charge" | "latest_charge" => "charge",
+        "default_payment_method" | "payment_method" => "payment_method",
+        "default_source" => "card",
+        "test_clock" => "test_helpers.test_clock",
+        "on_behalf_of" => "account",
+        "application" => "application",
+        "pending_setup_intent" => "setup_intent",
+        "schedule" => "subscription_schedule",
+        "tax_code" => "tax_code",
+        "quote" => "quote",
+        "review" => "review",
+        _ => return None,
+    })
+}
+
+/// Replaces the id at `path` (dotted, each step expandable) with the
+/// sample object it expands to.
+fn expand_sample(sample: &mut Value, path: &str) {
+    let mut at = sample;
+    for field in path.split('.') {
+        let Some(object) = expansion_object(field) else {
+            return;
+        };
+        let Some(slot) = at.get_mut(field) else {
+            return;
+        };
+        if !slot.is_object() {
+            *slot = sample_object(object);
+        }
+        at = slot;
     }
 }
 
@@ -310,10 +375,12 @@ mod tests {
             "subscription"
         );
         assert_eq!(
-            sample_result(action_by_key("invoices.finalize").unwrap())["object"],
+            sample_result(action_by_key("invoices.finalize").unwrap(), &json!({}))["object"],
             "invoice"
         );
-        assert!(sample_result(action_by_key("invoices.search").unwrap())["data"].is_array());
+        assert!(
+            sample_result(action_by_key("invoices.search").unwrap(), &json!({}))["data"].is_array()
+        );
     }
 
     #[test]

@@ -22,16 +22,20 @@ pub fn quote(value: &str) -> String {
     out
 }
 
-/// Builds the `query` from a validated search input (without `limit`/`page`).
+/// The fields of a search that say how to page, not what to find.
+const PAGING: [&str; 3] = ["limit", "page", "all"];
+
+/// Builds the `query` from a validated search input (without its paging fields).
 pub fn build_query(action: &Action, input: &Map<String, Value>) -> Result<String, InvalidInput> {
     let mut clauses = Vec::new();
     for field in action.fields {
         let Some(value) = input.get(field.name) else {
             continue;
         };
+        if PAGING.contains(&field.name) {
+            continue;
+        }
         match (&field.kind, value) {
-            (Kind::PageToken, _) => {}
-            (Kind::Int(..), _) if field.name == "limit" => {}
             (Kind::Metadata, Value::Object(map)) => {
                 for (k, v) in map {
                     // Stripe keeps metadata as text: a number or boolean is
@@ -76,7 +80,7 @@ pub fn build_query(action: &Action, input: &Map<String, Value>) -> Result<String
             .fields
             .iter()
             .map(|f| f.name)
-            .filter(|n| *n != "limit" && *n != "page")
+            .filter(|n| !PAGING.contains(n))
             .collect();
         return Err(InvalidInput::new(format!(
             "{} needs at least one of {}",

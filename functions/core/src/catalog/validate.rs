@@ -143,6 +143,8 @@ fn email_pattern() -> String {
 }
 /// The latest Unix second that is still a four-digit year (9999-12-31).
 pub const MAX_TIMESTAMP: i64 = 253_402_300_799;
+/// The largest amount Stripe takes (in the minor unit), and the bound of a range.
+pub const MAX_AMOUNT: i64 = 99_999_999_999;
 
 fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else {
@@ -230,17 +232,19 @@ pub fn check(kind: &Kind, value: &Value, path: &str) -> Result<Value, InvalidInp
         Kind::Timestamp => {
             return integer(value, path, 0, MAX_TIMESTAMP).map(Value::from);
         }
-        Kind::UpTo => {
-            if value.as_str() == Some("inf") {
+        Kind::IntOr(word, min, max) => {
+            if value.as_str() == Some(*word) {
                 return Ok(value.clone());
             }
             return whole(value)
-                .filter(|n| (1..=MAX_AMOUNT).contains(n))
+                .filter(|n| (*min..=*max).contains(n))
                 .map(Value::from)
                 .ok_or_else(|| {
                     bad(
                         path,
-                        format!("`{path}` must be a quantity of at least 1, or \"inf\" for the last tier"),
+                        format!(
+                            "`{path}` must be a whole number from {min} to {max}, or \"{word}\""
+                        ),
                     )
                 });
         }
@@ -369,9 +373,6 @@ pub fn check(kind: &Kind, value: &Value, path: &str) -> Result<Value, InvalidInp
     Ok(value.clone())
 }
 
-/// The largest amount Stripe takes (in the minor unit), and the bound of a range.
-const MAX_AMOUNT: i64 = 99_999_999_999;
-
 /// The JSON Schema (draft 2020-12) of an action's input. It and
 /// [`validate`] give the same verdict on every input (a test holds them to
 /// it); rules between fields (one of id or email, …) are checked after.
@@ -432,8 +433,8 @@ fn kind_schema(kind: &Kind) -> Value {
         Kind::Int(min, max) => json!({"type": "integer", "minimum": min, "maximum": max}),
         Kind::Timestamp => json!({"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP}),
         // `minimum`/`maximum` bind the number, `pattern` the string.
-        Kind::UpTo => json!({
-            "type": ["integer", "string"], "minimum": 1, "maximum": MAX_AMOUNT, "pattern": "^inf$",
+        Kind::IntOr(word, min, max) => json!({
+            "type": ["integer", "string"], "minimum": min, "maximum": max, "pattern": format!("^{word}$"),
         }),
         Kind::Percent => json!({"type": "number", "exclusiveMinimum": 0, "maximum": 100}),
         Kind::Bool => json!({"type": "boolean"}),
@@ -491,7 +492,7 @@ pub(super) fn describe(kind: &Kind) -> String {
         Kind::Amount => "amount (minor unit)".into(),
         Kind::Int(min, max) => format!("integer {min}–{max}"),
         Kind::Timestamp => "Unix time".into(),
-        Kind::UpTo => "integer ≥ 1 or `inf`".into(),
+        Kind::IntOr(word, min, max) => format!("integer {min}–{max} or `{word}`"),
         Kind::Percent => "number (0–100]".into(),
         Kind::Bool => "boolean".into(),
         Kind::Enum(values) => values

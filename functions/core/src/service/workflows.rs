@@ -195,8 +195,8 @@ fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<()> {
         } else {
             template::render(&step.input, &context).map(|filled| (filled, false))
         };
-        match rendered {
-            Ok((_, true)) => {}
+        let filled = match rendered {
+            Ok((filled, true)) => filled,
             Ok((filled, false)) => {
                 catalog::validate(action, &filled)
                     .map(|_| ())
@@ -210,6 +210,7 @@ fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<()> {
                             format!("with the sample {} event: {}", body.trigger, e.message);
                         e
                     })?;
+                filled
             }
             Err(e) => {
                 return Err(InvalidInput::at(
@@ -218,8 +219,8 @@ fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<()> {
                 )
                 .into());
             }
-        }
-        results.push(catalog::sample_result(action));
+        };
+        results.push(catalog::sample_result(action, &filled));
     }
     Ok(())
 }

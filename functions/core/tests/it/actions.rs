@@ -123,6 +123,25 @@ fn cases() -> Vec<(&'static str, Value, Vec<Sent>)> {
         ),
         (
             "customers.find",
+            json!({"id": "cus_123", "expand": ["default_source", "test_clock"]}),
+            vec![s(
+                "GET",
+                "/v1/customers/cus_123",
+                "expand[]=default_source&expand[]=test_clock",
+            )],
+        ),
+        // A list expands inside its data.
+        (
+            "customers.find",
+            json!({"email": "jenny@example.com", "expand": ["test_clock"]}),
+            vec![s(
+                "GET",
+                "/v1/customers",
+                "email=jenny%40example.com&limit=10&expand[]=data.test_clock",
+            )],
+        ),
+        (
+            "customers.find",
             json!({"email": "jenny@example.com"}),
             vec![s(
                 "GET",
@@ -178,6 +197,26 @@ fn cases() -> Vec<(&'static str, Value, Vec<Sent>)> {
             )],
         ),
         (
+            "prices.create",
+            json!({"product": "prod_123", "currency": "usd", "billing_scheme": "tiered", "tiers_mode": "graduated",
+                   "tiers": [{"up_to": 10, "unit_amount": 500}, {"up_to": "inf", "unit_amount": 400, "flat_amount": 100}],
+                   "recurring": {"interval": "month", "usage_type": "metered", "aggregate_usage": "sum"}}),
+            vec![s(
+                "POST",
+                "/v1/prices",
+                "product=prod_123&currency=usd&recurring[interval]=month&recurring[usage_type]=metered&recurring[aggregate_usage]=sum&billing_scheme=tiered&tiers[0][up_to]=10&tiers[0][unit_amount]=500&tiers[1][up_to]=inf&tiers[1][unit_amount]=400&tiers[1][flat_amount]=100&tiers_mode=graduated",
+            )],
+        ),
+        (
+            "prices.create",
+            json!({"product": "prod_123", "currency": "usd", "custom_unit_amount": {"enabled": true, "minimum": 500, "preset": 1000}}),
+            vec![s(
+                "POST",
+                "/v1/prices",
+                "product=prod_123&currency=usd&custom_unit_amount[enabled]=true&custom_unit_amount[minimum]=500&custom_unit_amount[preset]=1000",
+            )],
+        ),
+        (
             "prices.update",
             json!({"id": "price_123", "nickname": "Quarterly"}),
             vec![s("POST", "/v1/prices/price_123", "nickname=Quarterly")],
@@ -208,6 +247,16 @@ fn cases() -> Vec<(&'static str, Value, Vec<Sent>)> {
                 "POST",
                 "/v1/subscriptions",
                 "customer=cus_123&items[0][price]=price_123&items[0][quantity]=2&trial_period_days=14",
+            )],
+        ),
+        (
+            "subscriptions.create",
+            json!({"customer": "cus_123", "items": [{"price": "price_123"}], "trial_end": "now",
+                   "payment_behavior": "default_incomplete", "promotion_code": "promo_123"}),
+            vec![s(
+                "POST",
+                "/v1/subscriptions",
+                "customer=cus_123&items[0][price]=price_123&trial_end=now&payment_behavior=default_incomplete&promotion_code=promo_123",
             )],
         ),
         (
@@ -265,12 +314,23 @@ fn cases() -> Vec<(&'static str, Value, Vec<Sent>)> {
                 "customer=cus_123&collection_method=send_invoice&days_until_due=30",
             )],
         ),
+        // A change a finalized invoice may take goes straight to Stripe…
         (
             "invoices.update",
-            json!({"id": "in_123", "description": "Thanks"}),
+            json!({"id": "in_123", "description": "Thanks", "custom_fields": [{"name": "PO", "value": "4711"}]}),
+            vec![s(
+                "POST",
+                "/v1/invoices/in_123",
+                "description=Thanks&custom_fields[0][name]=PO&custom_fields[0][value]=4711",
+            )],
+        ),
+        // …one only a draft may take checks the status first.
+        (
+            "invoices.update",
+            json!({"id": "in_123", "due_date": 1_900_000_000}),
             vec![
                 s("GET", "/v1/invoices/in_123", ""),
-                s("POST", "/v1/invoices/in_123", "description=Thanks"),
+                s("POST", "/v1/invoices/in_123", "due_date=1900000000"),
             ],
         ),
         (
@@ -528,6 +588,112 @@ async fn rules_between_fields_are_checked_before_sending() {
             "percent_off",
         ),
         ("invoices.search", json!({"limit": 10}), ""),
+        // A price is priced one way, with what that way needs.
+        (
+            "prices.create",
+            json!({"product": "prod_1", "currency": "usd"}),
+            "unit_amount",
+        ),
+        (
+            "prices.create",
+            json!({"product": "prod_1", "currency": "usd", "billing_scheme": "tiered", "tiers_mode": "volume"}),
+            "tiers",
+        ),
+        (
+            "prices.create",
+            json!({"product": "prod_1", "currency": "usd", "unit_amount": 5, "billing_scheme": "tiered",
+                   "tiers_mode": "volume", "tiers": [{"up_to": "inf", "unit_amount": 5}]}),
+            "unit_amount",
+        ),
+        (
+            "prices.create",
+            json!({"product": "prod_1", "currency": "usd", "tiers_mode": "volume",
+                   "tiers": [{"up_to": "inf", "unit_amount": 5}]}),
+            "tiers",
+        ),
+        (
+            "prices.create",
+            json!({"product": "prod_1", "currency": "usd", "billing_scheme": "tiered", "tiers_mode": "volume",
+                   "tiers": [{"up_to": "inf", "unit_amount": 5}, {"up_to": 10, "unit_amount": 4}]}),
+            "tiers[0].up_to",
+        ),
+        (
+            "prices.create",
+            json!({"product": "prod_1", "currency": "usd", "billing_scheme": "tiered", "tiers_mode": "volume",
+                   "tiers": [{"up_to": 10, "unit_amount": 5}, {"up_to": 5, "unit_amount": 4}, {"up_to": "inf", "unit_amount": 3}]}),
+            "tiers[1].up_to",
+        ),
+        (
+            "prices.create",
+            json!({"product": "prod_1", "currency": "usd", "billing_scheme": "tiered", "tiers_mode": "volume",
+                   "tiers": [{"up_to": 10, "unit_amount": 5}, {"up_to": "inf"}]}),
+            "tiers[1]",
+        ),
+        (
+            "prices.create",
+            json!({"product": "prod_1", "currency": "usd", "custom_unit_amount": {"enabled": true},
+                   "recurring": {"interval": "month"}}),
+            "custom_unit_amount",
+        ),
+        (
+            "prices.create",
+            json!({"product": "prod_1", "currency": "usd", "unit_amount": 5,
+                   "recurring": {"interval": "month", "aggregate_usage": "sum"}}),
+            "recurring.aggregate_usage",
+        ),
+        (
+            "prices.create",
+            json!({"product": "prod_1", "currency": "usd", "unit_amount": 5,
+                   "tiers": [{"up_to": "infinity", "unit_amount": 5}]}),
+            "tiers[0].up_to",
+        ),
+        // Paging everything, expanding, and fields that exclude each other.
+        (
+            "invoices.search",
+            json!({"status": "open", "all": true, "limit": 5}),
+            "limit",
+        ),
+        ("customers.find", json!({"id": "cus_1", "all": true}), "all"),
+        (
+            "customers.find",
+            json!({"id": "cus_1", "expand": ["subscriptions"]}),
+            "expand[0]",
+        ),
+        (
+            "subscriptions.find",
+            json!({"id": "si_1", "expand": ["customer"]}),
+            "expand",
+        ),
+        (
+            "subscriptions.create",
+            json!({"customer": "cus_1", "items": [{"price": "price_1"}], "trial_end": "now", "trial_period_days": 7}),
+            "trial_end",
+        ),
+        (
+            "subscriptions.create",
+            json!({"customer": "cus_1", "items": [{"price": "price_1"}], "trial_end": "tomorrow"}),
+            "trial_end",
+        ),
+        (
+            "subscriptions.create",
+            json!({"customer": "cus_1", "items": [{"price": "price_1"}], "days_until_due": 30}),
+            "days_until_due",
+        ),
+        (
+            "subscriptions.create",
+            json!({"customer": "cus_1", "items": [{"price": "price_1"}], "promotion_code": "SUMMER"}),
+            "promotion_code",
+        ),
+        (
+            "invoices.update",
+            json!({"id": "in_1", "custom_fields": vec![json!({"name": "a", "value": "b"}); 5]}),
+            "custom_fields",
+        ),
+        (
+            "invoices.update",
+            json!({"id": "in_1", "custom_fields": [{"name": "a"}]}),
+            "custom_fields[0].value",
+        ),
     ] {
         let (result, got) = stripe.run(key, input.clone()).await;
         let e = result.unwrap_err();
@@ -563,7 +729,7 @@ fn sample(kind: &Kind) -> Value {
         Kind::Amount => json!(1000),
         Kind::Int(min, max) => json!((*min).max(1).min(*max)),
         Kind::Timestamp => json!(1_900_000_000),
-        Kind::UpTo => json!(10),
+        Kind::IntOr(_, min, _) => json!(min.max(&10)),
         Kind::Percent => json!(25.5),
         Kind::Bool => json!(true),
         Kind::Enum(values) => json!(values[0]),
@@ -594,9 +760,51 @@ fn maximal_inputs(action: &Action) -> Vec<Value> {
         }
         Value::Object(m)
     };
+    // Fields that exclude each other, by action: one input per branch.
+    match action.key {
+        "prices.create" => {
+            let mut per_unit = without(&["custom_unit_amount", "tiers", "tiers_mode"]);
+            per_unit["billing_scheme"] = json!("per_unit");
+            per_unit["recurring"]["usage_type"] = json!("metered");
+            let mut tiered = without(&["unit_amount", "custom_unit_amount", "transform_quantity"]);
+            tiered["billing_scheme"] = json!("tiered");
+            tiered["tiers"] = json!([{"up_to": 10, "unit_amount": 5, "flat_amount": 1}, {"up_to": "inf", "unit_amount": 4}]);
+            let custom = without(&[
+                "unit_amount",
+                "recurring",
+                "tiers",
+                "tiers_mode",
+                "billing_scheme",
+            ]);
+            return vec![per_unit, tiered, custom];
+        }
+        "subscriptions.create" | "invoices.create" => {
+            let mut m = without(&["trial_end"]);
+            m["collection_method"] = json!("send_invoice");
+            let mut other = without(&["trial_period_days", "days_until_due"]);
+            other.as_object_mut().unwrap().remove("trial_period_days");
+            return vec![m, other];
+        }
+        _ => {}
+    }
+    let searches = |m: Value| {
+        let mut all = m.clone();
+        all.as_object_mut().unwrap().remove("limit");
+        let mut one = m;
+        one.as_object_mut().unwrap().remove("all");
+        vec![one, all]
+    };
     match action.plan {
-        Plan::CustomerFind => vec![without(&["email", "limit"]), without(&["id"])],
-        Plan::SubscriptionFind => vec![json!({"id": "sub_123"}), json!({"id": "si_123"})],
+        Plan::CustomerFind => {
+            let mut by_email = searches(without(&["id"]));
+            by_email.push(without(&["email", "limit", "all"]));
+            by_email
+        }
+        Plan::Search(_) => searches(Value::Object(full)),
+        Plan::SubscriptionFind => vec![
+            json!({"id": "sub_123", "expand": ["latest_invoice.payment_intent"]}),
+            json!({"id": "si_123"}),
+        ],
         Plan::SubscriptionCancel => vec![
             without(&["at_period_end"]),
             without(&["invoice_now", "prorate"]),
@@ -673,6 +881,67 @@ async fn everything_an_action_can_send_exists_in_stripes_spec() {
         "the actions use {} Stripe operations",
         used.len()
     );
+}
+
+/// `expand` offers exactly the fields Stripe's spec lets the answer
+/// expand (and paths through them), and the sample result a workflow is
+/// checked against holds, at each path, the object Stripe would put there.
+#[test]
+fn expand_offers_what_the_spec_expands_and_samples_follow_it() {
+    let spec = spec();
+    let expandable = &spec["expandable"];
+    let mut offered = 0;
+    for action in ACTIONS {
+        let Some(field) = action.fields.iter().find(|f| f.name == "expand") else {
+            continue;
+        };
+        let Kind::List(Kind::Enum(paths), _) = field.kind else {
+            panic!("{}: expand is a list of paths", action.key);
+        };
+        let id = match action.fields[0].kind {
+            Kind::Id(prefixes) => format!("{}123", prefixes[0]),
+            _ => panic!("{}: a find action takes an id first", action.key),
+        };
+        let plain = catalog::sample_result(action, &json!({"id": id}));
+        let root = plain["object"].as_str().unwrap().to_string();
+        let depth_one: std::collections::BTreeSet<&str> =
+            paths.iter().filter(|p| !p.contains('.')).copied().collect();
+        let in_spec: std::collections::BTreeSet<&str> = expandable[&root]
+            .as_object()
+            .unwrap_or_else(|| panic!("{}: {root} is not in the spec subset", action.key))
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            depth_one, in_spec,
+            "{}: expandable fields of {root}",
+            action.key
+        );
+        for path in *paths {
+            offered += 1;
+            let sample = catalog::sample_result(action, &json!({"id": id, "expand": [path]}));
+            let (mut object, mut at) = (root.clone(), &sample);
+            for segment in path.split('.') {
+                let targets = expandable[&object][segment].as_array().unwrap_or_else(|| {
+                    panic!("{}: {object}.{segment} does not expand", action.key)
+                });
+                at = &at[segment];
+                let got = at["object"].as_str().unwrap_or_else(|| {
+                    panic!(
+                        "{}: the sample for expand {path} has no object at {segment}",
+                        action.key
+                    )
+                });
+                assert!(
+                    targets.iter().any(|t| t == got),
+                    "{}: {object}.{segment} expands to {targets:?}, the sample holds {got}",
+                    action.key
+                );
+                object = got.to_string();
+            }
+        }
+    }
+    assert!(offered >= 33, "{offered} expand paths");
 }
 
 #[test]
@@ -796,13 +1065,19 @@ async fn card_errors_missing_objects_conflicts_and_limits_keep_their_meaning() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_draft_invoices_are_updated_or_deleted() {
-    for key in ["invoices.update", "invoices.delete"] {
+async fn only_draft_invoices_are_deleted_or_take_draft_only_changes() {
+    for (key, input) in [
+        (
+            "invoices.update",
+            json!({"id": "in_123", "description": "ok", "due_date": 1_900_000_000, "collection_method": "send_invoice"}),
+        ),
+        ("invoices.delete", json!({"id": "in_123"})),
+    ] {
         let server =
             stripe_answering(json!({"id": "in_123", "object": "invoice", "status": "open"})).await;
         let e = run(
             catalog::action_by_key(key).unwrap(),
-            &json!({"id": "in_123"}),
+            &input,
             &client(&server),
             None,
         )
@@ -815,12 +1090,42 @@ async fn only_draft_invoices_are_updated_or_deleted() {
             "{key}"
         );
         assert!(e.message.contains("in_123 is open"), "{}", e.message);
+        if key == "invoices.update" {
+            // The 409 names the fields only a draft takes, and no others.
+            assert!(
+                e.message
+                    .contains("collection_method, due_date can only change on a draft"),
+                "{}",
+                e.message
+            );
+        }
         assert_eq!(
             sent(&server).await,
             vec![s("GET", "/v1/invoices/in_123", "")],
             "{key}: only the status check"
         );
     }
+    // A finalized invoice still takes a new description, footer, custom
+    // fields and metadata: sent without a status check.
+    let server =
+        stripe_answering(json!({"id": "in_123", "object": "invoice", "status": "open"})).await;
+    let updated = run(
+        catalog::action_by_key("invoices.update").unwrap(),
+        &json!({"id": "in_123", "footer": "Paid by PO", "metadata": {"po": "4711"}}),
+        &client(&server),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(updated["status"], "open");
+    assert_eq!(
+        sent(&server).await,
+        vec![s(
+            "POST",
+            "/v1/invoices/in_123",
+            "footer=Paid+by+PO&metadata[po]=4711"
+        )]
+    );
     // Stripe's own refusal (the invoice left draft between the check and the write).
     let (e, _) = refused_by_stripe(
         "invoices.delete",
@@ -905,5 +1210,99 @@ async fn search_answers_data_has_more_and_next_page() {
     assert_eq!(
         sent(&server).await[0].2,
         "query=status%3A%22paid%22&limit=10&page=pg_1"
+    );
+}
+
+/// `"all": true` pages through for the caller: a list by `starting_after`,
+/// a search by `next_page`, 100 at a time, stopping at 1,000 objects with
+/// `has_more` (and the search's `next_page`) saying what was left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_pages_through_lists_and_searches_up_to_the_cap() {
+    use wiremock::matchers::query_param;
+    let customers = |from: usize, n: usize| -> Vec<Value> {
+        (from..from + n)
+            .map(|i| json!({"id": format!("cus_{i}"), "object": "customer"}))
+            .collect()
+    };
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/customers"))
+        .and(query_param("starting_after", "cus_99"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"object": "list", "data": customers(100, 5), "has_more": false}),
+            ),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/customers"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"object": "list", "data": customers(0, 100), "has_more": true}),
+            ),
+        )
+        .mount(&server)
+        .await;
+    let found = run(
+        catalog::action_by_key("customers.find").unwrap(),
+        &json!({"email": "jenny@example.com", "all": true}),
+        &client(&server),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(found["data"].as_array().unwrap().len(), 105);
+    assert_eq!(found["data"][104]["id"], "cus_104");
+    assert_eq!(found["has_more"], false);
+    assert_eq!(
+        sent(&server).await,
+        vec![
+            s(
+                "GET",
+                "/v1/customers",
+                "email=jenny%40example.com&limit=100"
+            ),
+            s(
+                "GET",
+                "/v1/customers",
+                "email=jenny%40example.com&limit=100&starting_after=cus_99"
+            ),
+        ]
+    );
+
+    // A search that never ends stops at the cap and hands on its cursor.
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/invoices/search"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "object": "search_result", "data": customers(0, 100), "has_more": true, "next_page": "tok_next",
+        })))
+        .mount(&server)
+        .await;
+    let found = run(
+        catalog::action_by_key("invoices.search").unwrap(),
+        &json!({"status": "open", "all": true}),
+        &client(&server),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        found["data"].as_array().unwrap().len(),
+        connector_core::actions::MAX_ALL_OBJECTS
+    );
+    assert_eq!(found["has_more"], true);
+    assert_eq!(found["next_page"], "tok_next");
+    let requests = sent(&server).await;
+    assert_eq!(requests.len(), 10, "1,000 objects in pages of 100");
+    assert_eq!(
+        requests[0].2, "query=status%3A%22open%22&limit=100",
+        "the first page has no cursor"
+    );
+    assert!(
+        requests[1..]
+            .iter()
+            .all(|r| r.2.ends_with("&page=tok_next"))
     );
 }

@@ -21,7 +21,7 @@ fn example(kind: &Kind) -> Value {
         Kind::Currency => json!("usd"),
         Kind::Amount => json!(1000),
         Kind::Int(min, max) => json!((*min).max(1).min(*max)),
-        Kind::UpTo => json!("inf"),
+        Kind::IntOr(word, ..) => json!(word),
         Kind::Timestamp => json!(1_900_000_000),
         Kind::Percent => json!(25.5),
         Kind::Bool => json!(true),
@@ -130,7 +130,15 @@ fn edges(kind: &Kind) -> Vec<Value> {
                 out.extend([json!(min), json!(max), json!(min - 1), json!(max + 1)]);
             }
         }
-        Kind::UpTo => out.extend([json!("inf"), json!("Inf"), json!(1), json!(0)]),
+        Kind::IntOr(word, min, max) => out.extend([
+            json!(word),
+            json!(word.to_uppercase()),
+            json!(min),
+            json!(max),
+            json!(min - 1),
+            json!(max + 1),
+            json!(format!("{min}")),
+        ]),
         Kind::Bool => out.push(json!(false)),
         Kind::Enum(values) => out.extend(values.iter().map(|v| json!(v)).chain([
             json!(values[0].to_uppercase()),
@@ -209,7 +217,12 @@ fn edges(kind: &Kind) -> Vec<Value> {
 /// The example input of an action and each variation of one field.
 fn inputs(fields: &[Field]) -> Vec<Value> {
     let base = example_object(fields);
-    let mut out = vec![Value::Object(base.clone()), json!({}), json!([]), json!("x")];
+    let mut out = vec![
+        Value::Object(base.clone()),
+        json!({}),
+        json!([]),
+        json!("x"),
+    ];
     for f in fields {
         for v in edges(&f.kind) {
             let mut m = base.clone();
