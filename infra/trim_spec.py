@@ -78,9 +78,25 @@ def nested(schema, spec):
     return sorted(names)
 
 
+def response(op):
+    """What a 200 answers: an object (its `object` value and property
+    names), or a list or search page of them."""
+    schema = op["responses"]["200"]["content"]["application/json"]["schema"]
+    page = None
+    if "properties" in schema and "data" in schema["properties"]:
+        page = schema["properties"]["object"]["enum"][0]
+        schema = schema["properties"]["data"]["items"]
+    ref = (schema.get("anyOf") or [schema])[0]["$ref"].split("/")[-1]
+    props = spec["components"]["schemas"][ref]["properties"]
+    answer = {"object": props["object"]["enum"][0], "properties": sorted(props)}
+    if page:
+        answer["page"] = page
+    return answer
+
+
 spec = json.load(open(sys.argv[1]))
 out = {"source": "stripe/openapi v524 spec3 (API version %s), trimmed by infra/trim_spec.py" % spec["info"]["version"],
-       "operations": {}}
+       "operations": {}, "responses": {}}
 for line in OPERATIONS.split("\n"):
     if not line.strip():
         continue
@@ -91,6 +107,7 @@ for line in OPERATIONS.split("\n"):
     for name, prop in body.get("properties", {}).items():
         params[name] = nested(prop, spec)
     out["operations"][f"{method.upper()} {path}"] = params
+    out["responses"][f"{method.upper()} {path}"] = response(op)
 events = spec["paths"]["/v1/webhook_endpoints"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]["properties"]["enabled_events"]["items"]["enum"]
 out["enabled_events"] = sorted(events)
 

@@ -284,16 +284,25 @@ async fn subscriptions_made_from_plans_can_be_found_changed_and_canceled() {
     )
     .await;
     assert_eq!(later["cancel_at_period_end"], true);
-    // The subscription's first invoice is no draft: the connector refuses to edit it.
+    // The subscription's first invoice is no draft: it takes a new
+    // description, and the connector refuses a change only drafts take.
     let invoice = found["latest_invoice"].as_str().map(str::to_string);
     if let Some(invoice) = invoice {
         let got = ok(&server, &conn, "invoices.find", json!({"id": invoice})).await;
         assert_ne!(got["status"], "draft");
-        let (status, out) = act(
+        let described = ok(
             &server,
             &conn,
             "invoices.update",
             json!({"id": invoice, "description": "x"}),
+        )
+        .await;
+        assert_eq!(described["description"], "x");
+        let (status, out) = act(
+            &server,
+            &conn,
+            "invoices.update",
+            json!({"id": invoice, "collection_method": "send_invoice"}),
         )
         .await;
         assert_eq!(
@@ -381,4 +390,83 @@ async fn a_manual_capture_payment_is_confirmed_then_captured() {
     )
     .await;
     assert_eq!(captured["status"], "succeeded", "{captured}");
+}
+
+/// A find action returns related objects whole when asked to expand them
+/// (localstripe has no prices: their requests are checked against the
+/// spec and a mock instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_actions_expand_related_objects() {
+    let (_dir, server, conn) = connected().await;
+    let customer = ok(
+        &server,
+        &conn,
+        "customers.create",
+        json!({"name": "Expanded"}),
+    )
+    .await;
+    let payment = ok(
+        &server,
+        &conn,
+        "payments.create",
+        json!({"amount": 2000, "currency": "usd", "customer": customer["id"], "payment_method_types": ["card"]}),
+    )
+    .await;
+    let plain = ok(
+        &server,
+        &conn,
+        "payments.find",
+        json!({"id": payment["id"]}),
+    )
+    .await;
+    assert_eq!(plain["customer"], customer["id"]);
+    let expanded = ok(
+        &server,
+        &conn,
+        "payments.find",
+        json!({"id": payment["id"], "expand": ["customer"]}),
+    )
+    .await;
+    assert_eq!(expanded["customer"]["id"], customer["id"], "{expanded}");
+    assert_eq!(expanded["customer"]["name"], "Expanded");
+    // A path the payment intent cannot expand is refused before Stripe.
+    let (status, out) = act(
+        &server,
+        &conn,
+        "payments.find",
+        json!({"id": payment["id"], "expand": ["charges"]}),
+    )
+    .await;
+    assert_eq!(
+        (status, out["error"]["param"].as_str()),
+        (400, Some("expand[0]"))
+    );
+}
+
+/// `"all": true` pages a list through for the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_customers_with_an_email_are_found_across_pages() {
+    let (_dir, server, conn) = connected().await;
+    let email = format!("many-{}@example.com", unique());
+    for _ in 0..3 {
+        ok(&server, &conn, "customers.create", json!({"email": email})).await;
+    }
+    let one_page = ok(
+        &server,
+        &conn,
+        "customers.find",
+        json!({"email": email, "limit": 2}),
+    )
+    .await;
+    assert_eq!(one_page["data"].as_array().unwrap().len(), 2);
+    assert_eq!(one_page["has_more"], true);
+    let all = ok(
+        &server,
+        &conn,
+        "customers.find",
+        json!({"email": email, "all": true}),
+    )
+    .await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 3, "{all}");
+    assert_eq!(all["has_more"], false);
 }

@@ -1,4 +1,5 @@
-//! `/connections/{id}/events[/{event_id}[/replay]]`.
+//! `/connections/{id}/events[/{event_id}[/replay]]`, and a trigger's
+//! sample event `/connections/{id}/triggers/{trigger}/sample`.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use super::{Reply, ok, reply};
 use crate::app::App;
 use crate::ids::{ConnectionId, EventId};
 use crate::service::events as service;
+use crate::service::samples;
 
 pub(super) fn router() -> Router<Arc<App>> {
     Router::new()
@@ -24,6 +26,29 @@ pub(super) fn router() -> Router<Arc<App>> {
             "/connections/{connection_id}/events/{event_id}/replay",
             post(replay),
         )
+        .route(
+            "/connections/{connection_id}/triggers/{trigger}/sample",
+            get(sample),
+        )
+}
+
+/// A trigger's sample event: the latest of its type this connection
+/// received, else the latest in the Stripe account, else the bundled one;
+/// `source` says which. Workflow creation checks templates against the
+/// same sample, and a test run uses it. `*` samples any event.
+#[utoipa::path(get, path = "/connections/{connection_id}/triggers/{trigger}/sample", tag = "events", operation_id = "events_trigger_sample",
+    params(("connection_id" = String, Path, description = "`conn_…`"),
+        ("trigger" = String, Path, description = "a trigger key (`invoice.paid`) or `*`")),
+    responses((status = 200, body = crate::service::samples::Sample), (status = 404, body = ErrorBody)))]
+async fn sample(
+    State(app): State<Arc<App>>,
+    Path((conn, trigger)): Path<(ConnectionId, String)>,
+) -> Reply {
+    if samples::check_trigger(&trigger).is_err() {
+        return Err(crate::service::Error::NotFound("trigger").into());
+    }
+    let sample = samples::trigger_sample(&app, &conn, &trigger).await?;
+    Ok(ok(&sample))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -148,6 +148,10 @@ pub fn route_table(routes: Routes) -> Vec<(Method, String)> {
             "/connections/{connection_id}/events/{event_id}/replay",
         ),
         (Method::GET, "/connections/{connection_id}/runs"),
+        (
+            Method::GET,
+            "/connections/{connection_id}/triggers/{trigger}/sample",
+        ),
     ];
     if matches!(routes, Routes::Ingest | Routes::All) {
         table.push((Method::POST, "/webhooks/{connection_id}".into()));
@@ -305,6 +309,7 @@ mod route_drift {
             .replace("{workflow_id}", "wf_drift")
             .replace("{event_id}", "evt_drift")
             .replace("{operation}", "find")
+            .replace("{trigger}", "invoice.paid")
     }
 
     async fn answer(app: &App, method: &Method, path: &str, routes: Routes) -> (u16, String) {

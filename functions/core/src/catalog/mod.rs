@@ -120,7 +120,8 @@ static SAMPLES: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
     serde_json::from_str(include_str!("samples.json")).unwrap_or(Value::Null)
 });
 
-fn sample_object(object: &str) -> Value {
+/// Stripe's sample object of this `object` type (`{}` for one it lacks).
+pub fn stripe_sample(object: &str) -> Value {
     SAMPLES.get(object).cloned().unwrap_or(json!({}))
 }
 
@@ -140,7 +141,7 @@ fn trigger_object(trigger: &str) -> &'static str {
 
 /// A sample event of this type, carrying Stripe's sample object.
 pub fn sample_event(trigger: &str) -> Value {
-    let object = sample_object(trigger_object(trigger));
+    let object = stripe_sample(trigger_object(trigger));
     json!({
         "id": "evt_sample", "object": "event", "api_version": crate::stripe::DEFAULT_API_VERSION,
         "created": 1_700_000_000, "livemode": false, "type": trigger, "data": {"object": object},
@@ -166,7 +167,7 @@ pub fn sample_result(action: &Action, input: &Value) -> Value {
         _ if action.operation == "account" => "account",
         _ => "event",
     };
-    let mut sample = sample_object(object);
+    let mut sample = stripe_sample(object);
     if let Some(paths) = input.get("expand").and_then(Value::as_array) {
         for path in paths.iter().filter_map(Value::as_str) {
             expand_sample(&mut sample, path);
@@ -174,7 +175,8 @@ pub fn sample_result(action: &Action, input: &Value) -> Value {
     }
     let page = match action.plan {
         Plan::Search(_) => true,
-        Plan::CustomerFind => input.get("email").is_some_and(|e| !e.is_null()),
+        // By id, the customer; else (by email) a page.
+        Plan::CustomerFind => input.get("id").is_none_or(Value::is_null),
         _ => false,
     };
     if page {
@@ -223,7 +225,7 @@ fn expand_sample(sample: &mut Value, path: &str) {
             return;
         };
         if !slot.is_object() {
-            *slot = sample_object(object);
+            *slot = stripe_sample(object);
         }
         at = slot;
     }

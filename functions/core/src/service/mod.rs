@@ -8,6 +8,7 @@ pub mod events;
 pub mod ingest;
 pub mod lock;
 pub mod runs;
+pub mod samples;
 pub mod workflows;
 
 use crate::app::App;

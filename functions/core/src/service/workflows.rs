@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::lock::with_lock;
+use super::samples::{self, Sample, SampleSource};
 use super::{Error, Result, endpoint};
 use crate::app::App;
 use crate::catalog::{self, InvalidInput};
@@ -117,17 +118,29 @@ pub async fn target_health(
 /// well-formed filter and templates, and each step's input valid for its
 /// action once templates are filled from the trigger's sample event and
 /// sample results of the earlier steps.
-fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<()> {
-    if body.trigger != "*" && catalog::trigger(&body.trigger).is_none() {
-        return Err(InvalidInput::at(
-            "trigger",
-            format!(
-                "unknown trigger {:?}; see GET /catalog, or use * for every event",
-                body.trigger
-            ),
-        )
-        .into());
+/// Checks a new workflow against its trigger's sample (the one `GET
+/// …/triggers/{trigger}/sample` answers), with what a real sample leaves
+/// empty filled from the bundled one ([`samples::for_checking`]).
+fn check(body: &NewWorkflow, allow_private_targets: bool, sample: &Sample) -> Result<()> {
+    let event = samples::for_checking(sample, &body.trigger);
+    check_with(body, allow_private_targets, sample.source, &event)
+}
+
+fn source_name(source: SampleSource) -> &'static str {
+    match source {
+        SampleSource::Stored => "latest stored",
+        SampleSource::Stripe => "latest Stripe",
+        SampleSource::Fixture => "bundled",
     }
+}
+
+fn check_with(
+    body: &NewWorkflow,
+    allow_private_targets: bool,
+    source: SampleSource,
+    sample: &Value,
+) -> Result<()> {
+    samples::check_trigger(&body.trigger)?;
     if body.target.is_none() && body.steps.is_empty() {
         return Err(InvalidInput::at("steps", "a workflow needs a target, steps, or both").into());
     }
@@ -147,11 +160,6 @@ fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<()> {
             InvalidInput::at("steps", format!("a workflow has at most {MAX_STEPS} steps")).into(),
         );
     }
-    let sample = catalog::sample_event(if body.trigger == "*" {
-        ""
-    } else {
-        &body.trigger
-    });
     let mut results = Vec::new();
     for (i, step) in body.steps.iter().enumerate() {
         let param = format!("steps[{i}]");
@@ -206,8 +214,12 @@ fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<()> {
                                 .trim_end_matches('.')
                                 .to_string(),
                         );
-                        e.message =
-                            format!("with the sample {} event: {}", body.trigger, e.message);
+                        e.message = format!(
+                            "with the {} sample {} event: {}",
+                            source_name(source),
+                            body.trigger,
+                            e.message
+                        );
                         e
                     })?;
                 filled
@@ -215,7 +227,11 @@ fn check(body: &NewWorkflow, allow_private_targets: bool) -> Result<()> {
             Err(e) => {
                 return Err(InvalidInput::at(
                     format!("{param}.input"),
-                    format!("{e} (checked with the sample {} event)", body.trigger),
+                    format!(
+                        "{e} (checked with the {} sample {} event)",
+                        source_name(source),
+                        body.trigger
+                    ),
                 )
                 .into());
             }
@@ -234,8 +250,9 @@ pub async fn create(
     body: NewWorkflow,
     base_url: &str,
 ) -> Result<(Workflow, Option<String>)> {
-    check(&body, app.config.private_targets_allowed())?;
-    super::connection(app, conn).await?;
+    samples::check_trigger(&body.trigger)?;
+    let sample = samples::trigger_sample(app, conn, &body.trigger).await?;
+    check(&body, app.config.private_targets_allowed(), &sample)?;
     let now = app.clock.now();
     let target_secret = body.target.as_ref().map(|_| signing::generate_secret());
     let workflow = Workflow {
@@ -319,7 +336,8 @@ pub async fn delete(
     .await
 }
 
-/// Runs the workflow once now on a stored event or the trigger's sample;
+/// Runs the workflow once now on a stored event or the trigger's sample
+/// (the same one its creation was checked against);
 /// answers each step's resolved input and result. Stores no run.
 pub async fn test(
     app: &App,
@@ -344,11 +362,11 @@ pub async fn test(
                 .and_then(|b| serde_json::from_str(b).ok())
                 .unwrap_or(json!({"id": stored.event_id, "type": stored.event_type}))
         }
-        None => catalog::sample_event(if workflow.trigger == "*" {
-            "customer.created"
-        } else {
-            &workflow.trigger
-        }),
+        None => {
+            samples::trigger_sample(app, conn, &workflow.trigger)
+                .await?
+                .event
+        }
     };
     Engine::new(app, "test")
         .dry_run(&workflow, &event)

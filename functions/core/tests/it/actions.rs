@@ -530,6 +530,39 @@ async fn every_action_refuses_bad_input_without_calling_stripe() {
             action.key
         );
         assert!(got.is_empty(), "{}: nothing is sent", action.key);
+        // Each required field missing; each id with another prefix; each
+        // bounded number past its bound.
+        for field in action.fields {
+            let mut bad: Vec<Value> = Vec::new();
+            if field.required {
+                let mut input = sample_object(action.fields);
+                input.remove(field.name);
+                bad.push(Value::Object(input));
+            }
+            let wrong = match field.kind {
+                Kind::Id(_) => Some(json!("wrong_123")),
+                Kind::Int(_, max) => Some(json!(max + 1)),
+                Kind::Amount => Some(json!(-1)),
+                Kind::Timestamp => Some(json!(253_402_300_800i64)),
+                _ => None,
+            };
+            if let Some(wrong) = wrong {
+                let mut input = sample_object(action.fields);
+                input.insert(field.name.into(), wrong);
+                bad.push(Value::Object(input));
+            }
+            for input in bad {
+                let (result, got) = stripe.run(action.key, input.clone()).await;
+                let e = result.unwrap_err();
+                assert_eq!(
+                    (e.status, e.param.as_deref()),
+                    (StatusCode::BAD_REQUEST, Some(field.name)),
+                    "{} {input}",
+                    action.key
+                );
+                assert!(got.is_empty(), "{}: nothing is sent", action.key);
+            }
+        }
         // And a value of the wrong type in its first field.
         if let Some(first) = action.fields.first() {
             let mut input = sample_object(action.fields);
@@ -962,6 +995,23 @@ fn every_trigger_is_an_event_stripe_can_send() {
     }
 }
 
+/// The README's action count is the catalog's, and docs/catalog.md lists
+/// every action by name (it is generated: the next test).
+#[test]
+fn readme_and_docs_name_every_action() {
+    let readme = include_str!("../../../../README.md");
+    assert!(
+        readme.contains(&format!("Actions: one of the {} (8 groups", ACTIONS.len())),
+        "the README's action count is not {}",
+        ACTIONS.len()
+    );
+    let docs = include_str!("../../../../docs/catalog.md");
+    assert!(docs.contains(&format!("## Actions ({})", ACTIONS.len())));
+    for a in ACTIONS {
+        assert!(docs.contains(&format!("#### `{}`", a.key)), "{}", a.key);
+    }
+}
+
 #[test]
 fn docs_catalog_md_is_generated_from_the_catalog() {
     let committed = std::fs::read_to_string(concat!(
@@ -1305,4 +1355,114 @@ async fn all_pages_through_lists_and_searches_up_to_the_cap() {
             .iter()
             .all(|r| r.2.ends_with("&page=tok_next"))
     );
+}
+
+/// Answers each request as Stripe's spec says that operation answers:
+/// Stripe's sample object of the response type, a deletion stub, or a list
+/// or search page of samples (a draft invoice, so draft-only actions go on).
+struct SpecShaped(Value);
+
+impl wiremock::Respond for SpecShaped {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let (op, _) = operation(&self.0, request.method.as_str(), request.url.path())
+            .unwrap_or_else(|| panic!("{} {} is not in the spec", request.method, request.url));
+        let response = &self.0["responses"][op];
+        let object = response["object"].as_str().unwrap();
+        let mut sample = catalog::stripe_sample(object);
+        if response["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "deleted")
+        {
+            sample = json!({"id": sample["id"], "object": object, "deleted": true});
+        } else if object == "invoice" {
+            sample["status"] = json!("draft");
+        }
+        let body = match response["page"].as_str() {
+            Some("list") => {
+                json!({"object": "list", "data": [sample], "has_more": false, "url": request.url.path()})
+            }
+            Some(_) => {
+                json!({"object": "search_result", "data": [sample], "has_more": false, "next_page": null, "url": request.url.path()})
+            }
+            None => sample,
+        };
+        ResponseTemplate::new(200).set_body_json(body)
+    }
+}
+
+/// What a template can read of a value: its `object`, its keys, and the
+/// same of a page's first item.
+fn shape(v: &Value) -> Value {
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        k.sort();
+        k
+    };
+    let item = v["data"]
+        .get(0)
+        .map(|i| json!({"object": i["object"], "keys": keys(i)}));
+    json!({"object": v["object"], "keys": keys(v), "item": item})
+}
+
+/// The sample result a workflow is checked against at creation has the
+/// shape the action really answers for that input (the object by id, a
+/// page by email, an item for si_…, a stub for a delete), when Stripe
+/// answers as its spec says; and what the sample holds is what the spec's
+/// response has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_results_have_the_shape_each_action_answers() {
+    let spec = spec();
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(SpecShaped(spec.clone()))
+        .mount(&server)
+        .await;
+    let stripe = client(&server);
+    let mut checked = 0;
+    for action in ACTIONS {
+        for mut input in maximal_inputs(action) {
+            // Expansion is the spec's own test (above); here each answer as sent.
+            input.as_object_mut().unwrap().remove("expand");
+            server.reset().await;
+            Mock::given(wiremock::matchers::any())
+                .respond_with(SpecShaped(spec.clone()))
+                .mount(&server)
+                .await;
+            let answer = run(action, &input, &stripe, None)
+                .await
+                .unwrap_or_else(|e| panic!("{} {input}: {e}", action.key));
+            let sample = catalog::sample_result(action, &input);
+            assert_eq!(shape(&sample), shape(&answer), "{} {input}", action.key);
+            // Everything the sample offers, Stripe's answer has.
+            let requests = sent(&server).await;
+            let (m, p, _) = requests.last().unwrap();
+            let (op, _) = operation(&spec, m, p).unwrap();
+            let response = &spec["responses"][op];
+            let object = if response.get("page").is_some() {
+                &sample["data"][0]
+            } else {
+                &sample
+            };
+            assert_eq!(
+                object["object"], response["object"],
+                "{} {input}",
+                action.key
+            );
+            let properties = response["properties"].as_array().unwrap();
+            for key in object.as_object().unwrap().keys() {
+                assert!(
+                    properties.iter().any(|p| p == key),
+                    "{}: the sample has {key}, {op} does not answer it",
+                    action.key
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= ACTIONS.len(), "{checked}");
 }
