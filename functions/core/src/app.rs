@@ -12,6 +12,8 @@ use crate::adapters::local_queue::LocalQueue;
 use crate::adapters::secrets_manager::SecretsManagerStore;
 use crate::adapters::sqs::SqsQueue;
 use crate::config::{Config, ConfigError};
+use crate::metrics::{EmfMetrics, Metrics, NoMetrics};
+use crate::model::Connection;
 use crate::ports::{
     Clock, ConnectionStore, EventStore, GateStore, RunQueue, RunStore, SecretStore, SystemClock,
     WorkflowStore,
@@ -34,6 +36,8 @@ pub struct App {
     pub queue: Arc<dyn RunQueue>,
     pub secrets: Arc<dyn SecretStore>,
     pub clock: Arc<dyn Clock>,
+    /// Counts what happens ([`crate::metrics`]): EMF lines in AWS.
+    pub metrics: Arc<dyn Metrics>,
     /// Made on first use: building it loads the system's trust store
     /// (~5 ms), which functions that never call out (webhook-ingest) skip.
     http: Arc<std::sync::OnceLock<reqwest::Client>>,
@@ -66,6 +70,7 @@ impl App {
             queue: LocalQueue::new(clock.clone()),
             secrets,
             clock,
+            metrics: Arc::new(NoMetrics),
             http: Arc::default(),
             targets: Arc::default(),
             stripe_settings,
@@ -89,6 +94,12 @@ impl App {
         self
     }
 
+    /// Records measures in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// Sends runs to `queue`.
     pub fn with_queue(mut self, queue: Arc<dyn RunQueue>) -> Self {
         self.queue = queue;
@@ -105,11 +116,16 @@ impl App {
     /// standard SDK environment (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials).
     pub async fn aws(config: Config) -> Result<Self, ConfigError> {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let metrics = EmfMetrics::new(
+            config.metrics_namespace.clone(),
+            config.function_name.clone().unwrap_or_default(),
+        );
         let app = Self::aws_clients(
             config,
             aws_sdk_dynamodb::Client::new(&sdk),
             aws_sdk_secretsmanager::Client::new(&sdk),
-        )?;
+        )?
+        .with_metrics(Arc::new(metrics));
         // Only the functions that queue runs are given the queue's URL.
         match app.config.run_queue_url.clone() {
             Some(url) => {
@@ -152,5 +168,12 @@ impl App {
             key.clone(),
         )
         .with_api_version(api_version)
+    }
+
+    /// A connection's Stripe client: as [`App::stripe`], its calls counted
+    /// under the connection's id.
+    pub fn stripe_for(&self, connection: &Connection, key: &SecretString) -> StripeClient {
+        self.stripe(key, &connection.api_version)
+            .with_meter(self.metrics.clone(), &connection.id)
     }
 }

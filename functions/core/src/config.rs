@@ -41,6 +41,11 @@ pub struct Config {
     /// (`STRIPE_BUDGET_LIVE`, `STRIPE_BUDGET_TEST`, `STRIPE_BUDGET_SEARCH`):
     /// 80% of Stripe's published limits (100 live, 25 test, 20 search).
     pub stripe_budget: StripeBudget,
+    /// CloudWatch namespace of the connector's metrics (`METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
+    /// The Lambda function's name (`AWS_LAMBDA_FUNCTION_NAME`, set by Lambda):
+    /// a dimension of every metric.
+    pub function_name: Option<String>,
 }
 
 /// Requests a second one connection's steps may make to Stripe.
@@ -140,6 +145,9 @@ impl Config {
                 test: positive("STRIPE_BUDGET_TEST", 20)?,
                 search: positive("STRIPE_BUDGET_SEARCH", 16)?,
             },
+            metrics_namespace: get("METRICS_NAMESPACE")
+                .unwrap_or_else(|| "StripeConnector".to_string()),
+            function_name: get("AWS_LAMBDA_FUNCTION_NAME"),
         })
     }
 

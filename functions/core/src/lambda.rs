@@ -17,18 +17,33 @@ use crate::workflow::engine::Engine;
 /// (`ApplicationLogLevel`, which Lambda passes as `AWS_LAMBDA_LOG_LEVEL`),
 /// unless `RUST_LOG` gives finer directives; info when neither is set.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_new(log_directives(
+    let directives = log_directives(
         std::env::var("RUST_LOG").ok().as_deref(),
         std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
-    ))
-    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    );
+    let _ = tracing::subscriber::set_global_default(log_subscriber(&directives, std::io::stdout));
+}
+
+/// The functions' log format: one JSON object a line, the message's fields
+/// flattened, and the spans it happened in (`Lambda runtime invoke` with its
+/// `requestId`; `run` with its connection, event and run) listed in
+/// `spans`. Lambda adds the time. Tests capture it through `writer`.
+pub fn log_subscriber<W>(directives: &str, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = tracing_subscriber::EnvFilter::try_new(directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
         .json()
-        .with_env_filter(filter)
+        .flatten_event(true)
         .with_current_span(false)
+        .with_span_list(true)
         .without_time()
         .with_target(false)
-        .try_init();
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .finish()
 }
 
 /// The filter's directives: `RUST_LOG` when set, else Lambda's level

@@ -12,6 +12,7 @@ pub mod conformance;
 pub mod http;
 pub mod ids;
 pub mod lambda;
+pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod service;

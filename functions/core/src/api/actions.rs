@@ -72,7 +72,7 @@ async fn run(
         ),
     };
     let (connection, secrets) = load(app, conn).await?;
-    let stripe = app.stripe(&secrets.api_key, &connection.api_version);
+    let stripe = app.stripe_for(&connection, &secrets.api_key);
     let result = crate::actions::run(action, &input, &stripe, idempotency_key).await?;
     tracing::info!(connection = %conn, action = action.key, "action ran");
     Ok(ok(&result))

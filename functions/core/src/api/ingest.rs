@@ -12,6 +12,7 @@ use super::{Reply, ok};
 use crate::app::App;
 use crate::http::ApiError;
 use crate::ids::ConnectionId;
+use crate::metrics::Measure;
 use crate::service::ingest::{self, VerifiedEvent};
 
 /// Stripe events are far smaller; anything larger is refused unread (413).
@@ -35,12 +36,25 @@ pub(super) fn router() -> Router<Arc<App>> {
         (status = 400, description = "bad signature, body or livemode", body = ErrorBody),
         (status = 404, description = "unknown connection", body = ErrorBody),
         (status = 413, description = "over 1 MiB", body = ErrorBody)))]
-async fn receive(State(app): State<Arc<App>>, Verified(event): Verified) -> Reply {
-    let duplicate = ingest::store(&app, event).await?;
-    Ok(ok(&Received {
-        received: true,
-        duplicate,
-    }))
+async fn receive(State(app): State<Arc<App>>, verified: Result<Verified, ApiError>) -> Reply {
+    let stored = match verified {
+        Ok(Verified(event)) => ingest::store(&app, event).await.map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    match stored {
+        Ok(duplicate) => {
+            app.metrics.record(Measure::EventReceived { duplicate });
+            Ok(ok(&Received {
+                received: true,
+                duplicate,
+            }))
+        }
+        Err(e) => {
+            app.metrics
+                .record(Measure::EventRejected { reason: e.kind });
+            Err(e)
+        }
+    }
 }
 
 /// The webhook route's body: a Stripe event whose `Stripe-Signature`

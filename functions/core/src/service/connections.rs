@@ -251,7 +251,7 @@ async fn delete_locked(app: &App, locked: &Locked<'_>, force: bool) -> Result<bo
     let c = &locked.connection;
     let mut endpoint_deleted = false;
     if let (WebhookMode::Managed, Some(secrets)) = (c.webhook_mode, &locked.secrets) {
-        let stripe = app.stripe(&secrets.api_key, &c.api_version);
+        let stripe = app.stripe_for(c, &secrets.api_key);
         if let Some(endpoint) = &c.webhook_endpoint_id {
             match endpoint::delete(&stripe, endpoint).await {
                 Ok(deleted) => endpoint_deleted = deleted,

@@ -50,7 +50,7 @@ pub async fn resync(app: &App, connection_id: &str, base_url: &str) -> Result<()
 pub async fn sync(app: &App, locked: &mut Locked<'_>, base_url: &str) -> Result<()> {
     let secrets = locked.secrets()?.clone();
     let c = locked.connection.clone();
-    let stripe = app.stripe(&secrets.api_key, &c.api_version);
+    let stripe = app.stripe_for(&c, &secrets.api_key);
     let url = format!("{base_url}/webhooks/{}", c.id);
     let events = subscribed_events(app, &c).await?;
     if events.is_empty() {

@@ -107,7 +107,7 @@ async fn latest_from_stripe(
     event_type: Option<&str>,
 ) -> Result<Option<Value>> {
     let (connection, secrets) = load(app, conn).await?;
-    let stripe = app.stripe(&secrets.api_key, &connection.api_version);
+    let stripe = app.stripe_for(&connection, &secrets.api_key);
     let mut query = json!({"limit": 1});
     if let Some(t) = event_type {
         query["type"] = json!(t);

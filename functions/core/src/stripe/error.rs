@@ -20,6 +20,32 @@ pub struct StripeApiError {
     pub doc_url: Option<String>,
 }
 
+/// Prefixes of Stripe secrets: secret and restricted keys, webhook secrets.
+const SECRET_PREFIXES: [&str; 5] = ["sk_test_", "sk_live_", "rk_test_", "rk_live_", "whsec_"];
+
+/// `text` with whatever follows a secret's prefix replaced, so a message
+/// that quotes a key (Stripe's "Invalid API Key provided: sk_test_…")
+/// keeps its meaning and loses the key.
+pub fn redact_keys(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((at, prefix)) = SECRET_PREFIXES
+        .iter()
+        .filter_map(|p| rest.find(p).map(|i| (i, *p)))
+        .min_by_key(|(i, _)| *i)
+    {
+        out.push_str(&rest[..at + prefix.len()]);
+        out.push_str("[REDACTED]");
+        let tail = &rest[at + prefix.len()..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '*'))
+            .unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[derive(Deserialize)]
 pub(crate) struct ErrorEnvelope {
     pub error: StripeApiError,
@@ -110,5 +136,26 @@ impl StripeError {
             Self::Timeout(_) | Self::Transport(_) | Self::Budget(_) => true,
             Self::InvalidRequest(_) => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_keys;
+
+    #[test]
+    fn keys_quoted_in_a_message_are_redacted() {
+        assert_eq!(
+            redact_keys("Invalid API Key provided: sk_test_abc*****123."),
+            "Invalid API Key provided: sk_test_[REDACTED]."
+        );
+        assert_eq!(
+            redact_keys("rk_live_x and whsec_y"),
+            "rk_live_[REDACTED] and whsec_[REDACTED]"
+        );
+        assert_eq!(
+            redact_keys("No such customer: cus_1"),
+            "No such customer: cus_1"
+        );
     }
 }

@@ -73,6 +73,8 @@ pub struct StripeClient {
     api_version: String,
     account: Option<String>,
     pacer: Option<Arc<dyn Pacer>>,
+    /// Counts each request's outcome under a connection's id.
+    meter: Option<(Arc<dyn crate::metrics::Metrics>, String)>,
 }
 
 /// Holds each request back until the account's rate budget allows it
@@ -113,6 +115,27 @@ impl StripeClient {
             api_version: DEFAULT_API_VERSION.to_string(),
             account: None,
             pacer: None,
+            meter: None,
+        }
+    }
+
+    /// Counts every request (ok, retried, rate limited, failed) in
+    /// `metrics` under `connection`.
+    pub fn with_meter(
+        mut self,
+        metrics: Arc<dyn crate::metrics::Metrics>,
+        connection: impl Into<String>,
+    ) -> Self {
+        self.meter = Some((metrics, connection.into()));
+        self
+    }
+
+    fn count(&self, outcome: &'static str) {
+        if let Some((metrics, connection)) = &self.meter {
+            metrics.record(crate::metrics::Measure::StripeCall {
+                connection: connection.clone(),
+                outcome,
+            });
         }
     }
 
@@ -198,12 +221,20 @@ impl StripeClient {
                 )
                 .await;
             let (err, retry_after) = match outcome {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    self.count("ok");
+                    return Ok(value);
+                }
                 Err(e) => e,
             };
+            if err.status() == Some(429) {
+                self.count("rate_limited");
+            }
             if retry >= self.settings.max_retries || !retryable(&err) {
+                self.count("failed");
                 return Err(err);
             }
+            self.count("retried");
             let delay = self.settings.backoff(retry, retry_after);
             tracing::warn!(
                 %method, path, retry = retry + 1, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
@@ -272,9 +303,14 @@ impl StripeClient {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let err = match serde_json::from_slice::<error::ErrorEnvelope>(&bytes) {
-            Ok(env) => StripeError::Api {
+            Ok(mut env) => StripeError::Api {
                 status,
-                error: env.error,
+                error: {
+                    // Stripe quotes a refused key in its message: that
+                    // message is logged, stored on runs and answered.
+                    env.error.message = env.error.message.map(|m| error::redact_keys(&m));
+                    env.error
+                },
                 request_id,
                 should_retry,
                 retry_after,

@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use serde_json::{Value, json};
 
 use super::breaker::{Admission, BreakerPolicy, Transition};
@@ -18,6 +20,7 @@ use crate::actions;
 use crate::adapters::local_queue::LocalQueue;
 use crate::app::App;
 use crate::catalog;
+use crate::metrics::Measure;
 use crate::model::{Connection, ConnectionSecrets, StoredEvent, Workflow};
 use crate::ports::{MAX_QUEUE_DELAY, QueueError, RunRef, StoreError};
 
@@ -346,10 +349,27 @@ impl<'a> Engine<'a> {
         run: &RunRef,
         receives: u32,
     ) -> Result<Outcome, EngineError> {
-        if receives > STUCK_AFTER_RECEIVES {
-            return self.mark_stuck(run, receives).await;
+        // Every line logged while carrying the run names it.
+        let span = tracing::info_span!(
+            "run",
+            connection = %run.connection_id,
+            event_id = %run.event_id,
+            run = %run.run_key
+        );
+        let outcome = async {
+            if receives > STUCK_AFTER_RECEIVES {
+                return self.mark_stuck(run, receives).await;
+            }
+            self.execute(run).await
         }
-        self.execute(run).await
+        .instrument(span)
+        .await;
+        if let Ok(outcome) = &outcome
+            && let Some(name) = outcome_name(outcome)
+        {
+            self.app.metrics.record(Measure::Run { outcome: name });
+        }
+        outcome
     }
 
     /// Carries out every message of an in-process queue visible now, in
@@ -760,7 +780,7 @@ impl<'a> Engine<'a> {
         }
         let stripe = self
             .app
-            .stripe(&secrets.api_key, &connection.api_version)
+            .stripe_for(&connection, &secrets.api_key)
             .with_pacer(budget);
         // The object as it is now, when the workflow asks for it.
         let current = if workflow.fetch_latest {
@@ -1072,6 +1092,7 @@ impl<'a> Engine<'a> {
         let Ok(signature) = signing::sign(secret, &msg_id, timestamp, payload.as_bytes()) else {
             return Err("the target's signing secret is unusable".into());
         };
+        let started = std::time::Instant::now();
         let response = self
             .app
             .targets()
@@ -1084,6 +1105,13 @@ impl<'a> Engine<'a> {
             .body(payload)
             .send()
             .await;
+        let status = response.as_ref().ok().map(|r| r.status().as_u16());
+        if !matches!(&response, Err(e) if crate::target::is_forbidden(e)) {
+            self.app.metrics.record(Measure::Delivery {
+                class: crate::metrics::status_class(status),
+                millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            });
+        }
         match response {
             Ok(r) => Ok(Some(r.status().as_u16())),
             Err(e) if crate::target::is_forbidden(&e) => {
@@ -1142,7 +1170,10 @@ impl<'a> Engine<'a> {
             .api_version
             .clone()
             .unwrap_or_else(|| self.app.config.stripe_api_version.clone());
-        let mut stripe = self.app.stripe(&secrets.api_key, &version);
+        let mut stripe = self
+            .app
+            .stripe(&secrets.api_key, &version)
+            .with_meter(self.app.metrics.clone(), &event.connection_id);
         if let Some(account) = &event.account {
             stripe = stripe.with_account(account);
         }
@@ -1170,6 +1201,18 @@ fn target_secret<'a>(
                 .get(workflow_id)
                 .map(secrecy::ExposeSecret::expose_secret)
         })
+}
+
+/// A carried-on run's outcome as counted (`None`: nothing happened to it).
+fn outcome_name(outcome: &Outcome) -> Option<&'static str> {
+    match outcome {
+        Outcome::Finished(RunStatus::Succeeded) => Some("succeeded"),
+        Outcome::Finished(RunStatus::Dead) => Some("dead"),
+        Outcome::Finished(RunStatus::Stuck) => Some("stuck"),
+        Outcome::Finished(_) => Some("retrying"),
+        Outcome::Deferred(_) => Some("deferred"),
+        Outcome::Skipped => None,
+    }
 }
 
 /// Most bytes of a step's input and result kept in its run: with at most

@@ -10,6 +10,7 @@ use connector_core::adapters::local_queue::LocalQueue;
 use connector_core::adapters::memory::{FixedClock, MemorySecrets, MemoryStore};
 use connector_core::app::App;
 use connector_core::config::Config;
+use connector_core::metrics::{Measure, MemoryMetrics};
 use connector_core::model::{
     Connection, ConnectionSecrets, Step, StoredEvent, Target, WebhookMode, Workflow,
 };
@@ -36,6 +37,7 @@ struct Env {
     stripe: MockServer,
     /// The run queue, worked by hand: [`Env::drain`] is the executor.
     queue: Arc<LocalQueue>,
+    metrics: Arc<MemoryMetrics>,
 }
 
 async fn env() -> Env {
@@ -59,6 +61,7 @@ async fn env_config(allow_private: bool, settings: &[(&str, &str)]) -> Env {
     let secrets = Arc::new(MemorySecrets::default());
     let clock = Arc::new(FixedClock::at(T));
     let queue = LocalQueue::new(clock.clone());
+    let metrics = Arc::new(MemoryMetrics::default());
     let app = App::new(
         Config::from_lookup(|k| {
             if k == "CONNECTOR_ALLOW_PRIVATE_TARGETS" {
@@ -79,7 +82,8 @@ async fn env_config(allow_private: bool, settings: &[(&str, &str)]) -> Env {
         max_retry_after: Duration::from_millis(1),
         ..StripeSettings::default()
     })
-    .with_queue(queue.clone());
+    .with_queue(queue.clone())
+    .with_metrics(metrics.clone());
     store
         .insert_connection(&Connection {
             id: CONN.into(),
@@ -117,6 +121,7 @@ async fn env_config(allow_private: bool, settings: &[(&str, &str)]) -> Env {
         clock,
         stripe,
         queue,
+        metrics,
     }
 }
 
@@ -1676,4 +1681,82 @@ async fn a_message_received_twice_runs_once_and_one_received_too_often_is_stuck(
         "never run again"
     );
     assert_eq!(env.stripe_calls().await.len(), 1);
+}
+
+/// Each run attempt's outcome, each delivery's status class and latency,
+/// and each Stripe request's outcome per connection are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_deliveries_and_stripe_calls_are_counted() {
+    let env = env().await;
+    let target = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&target)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&target)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/invoices/in_m/finalize"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0"))
+        .up_to_n_times(1)
+        .mount(&env.stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/invoices/in_m/finalize"))
+        .respond_with(ok(
+            json!({"id": "in_m", "object": "invoice", "status": "open"}),
+        ))
+        .mount(&env.stripe)
+        .await;
+    env.workflow(
+        "wf_target",
+        "invoice.created",
+        Some(format!("{}/hook", target.uri())),
+        vec![(
+            "invoices.finalize",
+            json!({"id": "{{event.data.object.id}}"}),
+        )],
+    )
+    .await;
+    let e = env
+        .event(
+            "evt_m",
+            "invoice.created",
+            json!({"id": "in_m", "object": "invoice"}),
+        )
+        .await;
+    env.fan_out("w", &e).await;
+    env.clock.set(T + 3600);
+    env.run_due("w").await;
+    assert_eq!(
+        env.run("evt_m", "wf_target").await.status,
+        RunStatus::Succeeded
+    );
+
+    let m = &env.metrics;
+    let runs = |o: &'static str| m.count(|x| *x == Measure::Run { outcome: o });
+    assert_eq!(
+        (runs("retrying"), runs("succeeded")),
+        (1, 1),
+        "{:?}",
+        m.taken()
+    );
+    let deliveries =
+        |c: &'static str| m.count(|x| matches!(x, Measure::Delivery { class, .. } if *class == c));
+    assert_eq!((deliveries("5xx"), deliveries("2xx")), (1, 1));
+    let stripe = |o: &'static str| {
+        m.count(|x| {
+            matches!(x, Measure::StripeCall { connection, outcome } if connection == CONN && *outcome == o)
+        })
+    };
+    // The 429 was retried by the client, then answered.
+    assert_eq!(
+        (stripe("rate_limited"), stripe("retried"), stripe("ok")),
+        (1, 1, 1),
+        "{:?}",
+        m.taken()
+    );
 }

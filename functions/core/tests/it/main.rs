@@ -7,6 +7,7 @@ mod support;
 mod actions;
 mod catalog_schema;
 mod engine;
+mod observability;
 mod samples;
 mod secret_stores;
 mod store_conformance;
