@@ -14,6 +14,14 @@ start_localstripe
 
 echo "== moto on $AWS_ENDPOINT_URL, localstripe on $LOCALSTRIPE_URL"
 status=0
+# The declared rust-version is the toolchain these tests build with: older
+# ones are not tried here, so none is claimed.
+declared=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+active=$(rustc --version | sed -E 's/^rustc ([0-9]+\.[0-9]+).*/\1/')
+if [[ "$declared" != "$active" ]]; then
+  echo "Cargo.toml declares rust-version $declared but the tests build with $active" >&2
+  status=1
+fi
 cargo fmt --all -- --check || { echo "cargo fmt --all would change files" >&2; status=1; }
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings || status=1

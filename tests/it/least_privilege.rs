@@ -747,3 +747,81 @@ fn the_public_webhook_route_is_throttled() {
         );
     }
 }
+
+/// The metrics the code emits are on the stack's dashboard, in the
+/// namespace the functions are given; an alarm fires on any dead or stuck
+/// run the executor reports.
+#[test]
+fn the_dashboard_shows_every_metric_and_lost_runs_are_alarmed() {
+    let t = template();
+    let namespace = &t["Globals"]["Function"]["Environment"]["Variables"]["METRICS_NAMESPACE"];
+    let Yaml::Tagged(ns) = namespace else {
+        panic!("METRICS_NAMESPACE: {namespace:?}");
+    };
+    let ns = ns.value.as_str().unwrap().to_string();
+    assert!(ns.contains("${AWS::StackName}"), "one namespace a stack: {ns}");
+    let Yaml::Tagged(body) = &t["Resources"]["Dashboard"]["Properties"]["DashboardBody"] else {
+        panic!("the dashboard body is a !Sub");
+    };
+    let body_text = body.value[0].as_str().unwrap();
+    assert_eq!(body.value[1]["Ns"], *namespace, "the dashboard reads the functions' namespace");
+    for name in connector_core::metrics::NAMES {
+        assert!(body_text.contains(&format!("MetricName=\\\"{name}\\\"")), "{name} is not on the dashboard");
+    }
+    let alarm = &t["Resources"]["DeadRunsAlarm"]["Properties"];
+    let watched: BTreeSet<String> = alarm["Metrics"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|m| {
+            let metric = &m["MetricStat"]["Metric"];
+            (metric["Namespace"] == *namespace && metric["MetricName"].as_str() == Some("Runs"))
+                .then_some(metric)
+        })
+        .map(|metric| {
+            let dims = metric["Dimensions"].as_sequence().unwrap();
+            let function = dims.iter().find(|d| d["Name"].as_str() == Some("Function")).unwrap();
+            let Yaml::Tagged(f) = &function["Value"] else { panic!("{function:?}") };
+            assert_eq!(f.value.as_str(), Some("RunExecutorFunction"));
+            dims.iter()
+                .find(|d| d["Name"].as_str() == Some("Outcome"))
+                .and_then(|d| d["Value"].as_str())
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let lost: BTreeSet<String> = connector_core::metrics::LOST_RUN_OUTCOMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(watched, lost);
+    assert_eq!(alarm["Threshold"].as_u64(), Some(1));
+}
+
+/// `sam build` builds every function from one `cargo lambda build`: each
+/// function's make target copies its own binary out of it, and the build
+/// names every binary of the template.
+#[test]
+fn one_cargo_lambda_build_serves_every_function() {
+    let t = template();
+    let makefile = include_str!("../../Makefile");
+    let binaries_line = makefile
+        .lines()
+        .find(|l| l.starts_with("BINARIES := "))
+        .unwrap();
+    let built: BTreeSet<&str> = binaries_line["BINARIES := ".len()..]
+        .split_whitespace()
+        .collect();
+    let functions = functions(&t);
+    assert_eq!(built.len(), functions.len());
+    for (name, f) in &functions {
+        assert_eq!(f["Metadata"]["BuildMethod"].as_str(), Some("makefile"), "{name}");
+        let bin = binary(f);
+        assert!(built.contains(bin.as_str()), "{bin} is not built");
+        let target = format!("build-{name}: lambdas\n\tcp target/lambda/{bin}/bootstrap $(ARTIFACTS_DIR)/bootstrap\n");
+        assert!(makefile.contains(&target), "no make target for {name}:\n{target}");
+    }
+    assert!(makefile.contains("cargo lambda build --release --arm64"));
+    let samconfig = include_str!("../../samconfig.toml");
+    assert!(samconfig.contains("build_in_source = true"));
+}

@@ -15,6 +15,20 @@ use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
 
+/// Every metric name the connector emits (the dashboard and the alarms in
+/// template.yaml read them; a test holds the template to this list).
+pub const NAMES: [&str; 6] = [
+    "EventsReceived",
+    "EventsDuplicate",
+    "EventsRejected",
+    "Runs",
+    "DeliveryLatency",
+    "StripeCalls",
+];
+
+/// The run outcomes an alarm watches: a run lost to its workflow.
+pub const LOST_RUN_OUTCOMES: [&str; 2] = ["dead", "stuck"];
+
 /// One thing that happened, to be counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Measure {
@@ -219,6 +233,20 @@ mod tests {
             "Milliseconds"
         );
         assert_eq!(latency["StatusClass"], "5xx");
+    }
+
+    #[test]
+    fn every_measure_has_a_listed_name() {
+        for m in [
+            Measure::EventReceived { duplicate: false },
+            Measure::EventReceived { duplicate: true },
+            Measure::EventRejected { reason: "x" },
+            Measure::Run { outcome: "dead" },
+            Measure::Delivery { class: "2xx", millis: 1 },
+            Measure::StripeCall { connection: "c".into(), outcome: "ok" },
+        ] {
+            assert!(NAMES.contains(&m.parts().0), "{m:?}");
+        }
     }
 
     #[test]
