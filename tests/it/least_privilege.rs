@@ -759,14 +759,21 @@ fn the_dashboard_shows_every_metric_and_lost_runs_are_alarmed() {
         panic!("METRICS_NAMESPACE: {namespace:?}");
     };
     let ns = ns.value.as_str().unwrap().to_string();
-    assert!(ns.contains("${AWS::StackName}"), "one namespace a stack: {ns}");
-    let Yaml::Tagged(body) = &t["Resources"]["Dashboard"]["Properties"]["DashboardBody"] else {
-        panic!("the dashboard body is a !Sub");
-    };
-    let body_text = body.value[0].as_str().unwrap();
-    assert_eq!(body.value[1]["Ns"], *namespace, "the dashboard reads the functions' namespace");
+    assert!(
+        ns.contains("${AWS::StackName}"),
+        "one namespace a stack: {ns}"
+    );
+    let body = &t["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"];
+    let body_text = body[0].as_str().unwrap();
+    assert_eq!(
+        body[1]["Ns"], *namespace,
+        "the dashboard reads the functions' namespace"
+    );
     for name in connector_core::metrics::NAMES {
-        assert!(body_text.contains(&format!("MetricName=\\\"{name}\\\"")), "{name} is not on the dashboard");
+        assert!(
+            body_text.contains(&format!("MetricName=\\\"{name}\\\"")),
+            "{name} is not on the dashboard"
+        );
     }
     let alarm = &t["Resources"]["DeadRunsAlarm"]["Properties"];
     let watched: BTreeSet<String> = alarm["Metrics"]
@@ -780,8 +787,13 @@ fn the_dashboard_shows_every_metric_and_lost_runs_are_alarmed() {
         })
         .map(|metric| {
             let dims = metric["Dimensions"].as_sequence().unwrap();
-            let function = dims.iter().find(|d| d["Name"].as_str() == Some("Function")).unwrap();
-            let Yaml::Tagged(f) = &function["Value"] else { panic!("{function:?}") };
+            let function = dims
+                .iter()
+                .find(|d| d["Name"].as_str() == Some("Function"))
+                .unwrap();
+            let Yaml::Tagged(f) = &function["Value"] else {
+                panic!("{function:?}")
+            };
             assert_eq!(f.value.as_str(), Some("RunExecutorFunction"));
             dims.iter()
                 .find(|d| d["Name"].as_str() == Some("Outcome"))
@@ -792,7 +804,7 @@ fn the_dashboard_shows_every_metric_and_lost_runs_are_alarmed() {
         .collect();
     let lost: BTreeSet<String> = connector_core::metrics::LOST_RUN_OUTCOMES
         .iter()
-        .map(|s| s.to_string())
+        .map(std::string::ToString::to_string)
         .collect();
     assert_eq!(watched, lost);
     assert_eq!(alarm["Threshold"].as_u64(), Some(1));
@@ -815,11 +827,20 @@ fn one_cargo_lambda_build_serves_every_function() {
     let functions = functions(&t);
     assert_eq!(built.len(), functions.len());
     for (name, f) in &functions {
-        assert_eq!(f["Metadata"]["BuildMethod"].as_str(), Some("makefile"), "{name}");
+        assert_eq!(
+            f["Metadata"]["BuildMethod"].as_str(),
+            Some("makefile"),
+            "{name}"
+        );
         let bin = binary(f);
         assert!(built.contains(bin.as_str()), "{bin} is not built");
-        let target = format!("build-{name}: lambdas\n\tcp target/lambda/{bin}/bootstrap $(ARTIFACTS_DIR)/bootstrap\n");
-        assert!(makefile.contains(&target), "no make target for {name}:\n{target}");
+        let target = format!(
+            "build-{name}: lambdas\n\tcp target/lambda/{bin}/bootstrap $(ARTIFACTS_DIR)/bootstrap\n"
+        );
+        assert!(
+            makefile.contains(&target),
+            "no make target for {name}:\n{target}"
+        );
     }
     assert!(makefile.contains("cargo lambda build --release --arm64"));
     let samconfig = include_str!("../../samconfig.toml");

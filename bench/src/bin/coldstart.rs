@@ -82,10 +82,10 @@ impl Wait {
     fn end(&self) {
         let mut s = self.state.lock().expect("wait");
         s.in_flight = s.in_flight.saturating_sub(1);
-        if s.in_flight == 0 {
-            if let Some(since) = s.busy_since.take() {
-                s.busy += since.elapsed();
-            }
+        if s.in_flight == 0
+            && let Some(since) = s.busy_since.take()
+        {
+            s.busy += since.elapsed();
         }
     }
     fn take(&self) -> (u64, Duration) {

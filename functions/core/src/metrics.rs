@@ -242,8 +242,14 @@ mod tests {
             Measure::EventReceived { duplicate: true },
             Measure::EventRejected { reason: "x" },
             Measure::Run { outcome: "dead" },
-            Measure::Delivery { class: "2xx", millis: 1 },
-            Measure::StripeCall { connection: "c".into(), outcome: "ok" },
+            Measure::Delivery {
+                class: "2xx",
+                millis: 1,
+            },
+            Measure::StripeCall {
+                connection: "c".into(),
+                outcome: "ok",
+            },
         ] {
             assert!(NAMES.contains(&m.parts().0), "{m:?}");
         }

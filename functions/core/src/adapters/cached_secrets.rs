@@ -43,10 +43,10 @@ impl<S: SecretStore> SecretStore for CachedSecrets<S> {
                 .cache
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((at, value)) = cache.get(id) {
-                if at.elapsed() < self.ttl {
-                    return Ok(value.clone());
-                }
+            if let Some((at, value)) = cache.get(id)
+                && at.elapsed() < self.ttl
+            {
+                return Ok(value.clone());
             }
         }
         let value = self.inner.get_secrets(id).await?;

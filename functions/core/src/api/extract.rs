@@ -132,14 +132,12 @@ impl FromRequestParts<Arc<App>> for BaseUrl {
             parts
                 .extensions
                 .get::<lambda_http::request::RequestContext>()
-        {
-            if let Some(domain) = context
+            && let Some(domain) = context
                 .domain_name
                 .as_deref()
                 .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_graphic()))
-            {
-                return Ok(BaseUrl(format!("https://{domain}")));
-            }
+        {
+            return Ok(BaseUrl(format!("https://{domain}")));
         }
         let host = parts
             .headers

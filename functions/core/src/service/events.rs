@@ -19,19 +19,20 @@ pub async fn list(
     starting_after: Option<String>,
     limit: usize,
 ) -> Result<(Vec<StoredEvent>, bool)> {
-    if let Some(t) = &event_type {
-        if catalog::trigger(t).is_none() && t.len() > 100 {
-            return Err(InvalidInput::at("type", "type is not an event type").into());
-        }
+    if let Some(t) = &event_type
+        && catalog::trigger(t).is_none()
+        && t.len() > 100
+    {
+        return Err(InvalidInput::at("type", "type is not an event type").into());
     }
-    if let Some(s) = &starting_after {
-        if !ids::is_id(s, "evt_") {
-            return Err(InvalidInput::at(
-                "starting_after",
-                "starting_after must be an event id (evt_…)",
-            )
-            .into());
-        }
+    if let Some(s) = &starting_after
+        && !ids::is_id(s, "evt_")
+    {
+        return Err(InvalidInput::at(
+            "starting_after",
+            "starting_after must be an event id (evt_…)",
+        )
+        .into());
     }
     connection(app, conn).await?;
     let query = EventQuery {

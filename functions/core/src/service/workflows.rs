@@ -183,14 +183,13 @@ fn check_with(
                 .strip_prefix("steps.")
                 .and_then(|r| r.split('.').next())
                 .and_then(|n| n.parse::<usize>().ok())
+                && n >= i
             {
-                if n >= i {
-                    return Err(InvalidInput::at(
-                        format!("{param}.input"),
-                        format!("{{{{{path}}}}} reads a step that has not run yet"),
-                    )
-                    .into());
-                }
+                return Err(InvalidInput::at(
+                    format!("{param}.input"),
+                    format!("{{{{{path}}}}} reads a step that has not run yet"),
+                )
+                .into());
             }
         }
         let context =
@@ -320,12 +319,12 @@ pub async fn delete(
     get(app, conn, wid).await?;
     app.workflows.delete_workflow(conn, wid).await?;
     with_lock(app, conn, async |locked| {
-        if let Some(secrets) = locked.secrets.clone() {
-            if secrets.target_secrets.contains_key(wid.as_str()) {
-                let mut kept = secrets;
-                kept.target_secrets.remove(wid.as_str());
-                locked.save_secrets(kept).await?;
-            }
+        if let Some(secrets) = locked.secrets.clone()
+            && secrets.target_secrets.contains_key(wid.as_str())
+        {
+            let mut kept = secrets;
+            kept.target_secrets.remove(wid.as_str());
+            locked.save_secrets(kept).await?;
         }
         if locked.connection.webhook_mode == WebhookMode::Managed {
             endpoint::sync(app, locked, base_url).await?;

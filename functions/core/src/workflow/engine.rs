@@ -757,25 +757,25 @@ impl<'a> Engine<'a> {
         let transient = |m: String| AttemptError::Fail(Failure::Transient(m));
         // Stripe does not order events: one older than an event this
         // workflow already acted on for the same object is skipped.
-        if workflow.skip_stale {
-            if let Some(object_id) = body["data"]["object"]["id"].as_str() {
-                let current = self
-                    .app
-                    .runs
-                    .advance_object(&run.connection_id, &workflow.id, object_id, event.created)
-                    .await;
-                let current = match current {
-                    Ok(c) => c,
-                    Err(e) => {
-                        return Err(transient(format!("could not check the event's order: {e}")));
-                    }
-                };
-                if !current {
-                    run.skipped = Some(format!(
-                        "stale: a newer event for {object_id} was already handled by this workflow"
-                    ));
-                    return Ok(());
+        if workflow.skip_stale
+            && let Some(object_id) = body["data"]["object"]["id"].as_str()
+        {
+            let current = self
+                .app
+                .runs
+                .advance_object(&run.connection_id, &workflow.id, object_id, event.created)
+                .await;
+            let current = match current {
+                Ok(c) => c,
+                Err(e) => {
+                    return Err(transient(format!("could not check the event's order: {e}")));
                 }
+            };
+            if !current {
+                run.skipped = Some(format!(
+                    "stale: a newer event for {object_id} was already handled by this workflow"
+                ));
+                return Ok(());
             }
         }
         let stripe = self

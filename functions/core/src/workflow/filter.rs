@@ -131,10 +131,10 @@ pub fn check(filter: &Map<String, Value>, trigger: &str) -> Result<(), FilterErr
         if !ok_path {
             return Err(FilterError::BadPath(path.clone()));
         }
-        if let Some(exists) = exists_condition(condition) {
-            if !exists.is_boolean() {
-                return Err(FilterError::BadExists(path.clone()));
-            }
+        if let Some(exists) = exists_condition(condition)
+            && !exists.is_boolean()
+        {
+            return Err(FilterError::BadExists(path.clone()));
         }
     }
     Ok(())

@@ -752,7 +752,7 @@ async fn rules_between_fields_are_checked_before_sending() {
 
 // ---- Stripe's OpenAPI spec ----
 
-fn sample(kind: &Kind) -> Value {
+pub(crate) fn sample(kind: &Kind) -> Value {
     match kind {
         Kind::Text(max) => json!(&"text"[..(*max).min(4)]),
         Kind::Id(prefixes) => json!(format!("{}123", prefixes[0])),
@@ -775,7 +775,7 @@ fn sample(kind: &Kind) -> Value {
     }
 }
 
-fn sample_object(fields: &[catalog::Field]) -> Map<String, Value> {
+pub(crate) fn sample_object(fields: &[catalog::Field]) -> Map<String, Value> {
     fields
         .iter()
         .map(|f| (f.name.to_string(), sample(&f.kind)))

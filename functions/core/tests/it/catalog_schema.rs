@@ -9,38 +9,10 @@
 //! numbers as floats, out-of-range timestamps, malformed emails, URLs, ids.
 
 use connector_core::catalog::{self, ACTIONS, Field, Kind};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-/// A valid value of a kind (the smallest obvious one).
-fn example(kind: &Kind) -> Value {
-    match kind {
-        Kind::Text(max) => json!(&"text"[..(*max).min(4)]),
-        Kind::Id(prefixes) => json!(format!("{}123", prefixes[0])),
-        Kind::CouponId => json!("SUMMER-25"),
-        Kind::Email => json!("jenny@example.com"),
-        Kind::Currency => json!("usd"),
-        Kind::Amount => json!(1000),
-        Kind::Int(min, max) => json!((*min).max(1).min(*max)),
-        Kind::IntOr(word, ..) => json!(word),
-        Kind::Timestamp => json!(1_900_000_000),
-        Kind::Percent => json!(25.5),
-        Kind::Bool => json!(true),
-        Kind::Enum(values) => json!(values[0]),
-        Kind::Metadata => json!({"order_id": "42"}),
-        Kind::Object(fields) => Value::Object(example_object(fields)),
-        Kind::List(item, _) => json!([example(item)]),
-        Kind::Range => json!({"gte": 1, "lt": 2}),
-        Kind::Url => json!("https://example.com"),
-        Kind::PageToken => json!("page_abc"),
-    }
-}
-
-fn example_object(fields: &[Field]) -> Map<String, Value> {
-    fields
-        .iter()
-        .map(|f| (f.name.to_string(), example(&f.kind)))
-        .collect()
-}
+/// A valid value of a kind, and an object of them (the exact-request tests' own).
+use super::actions::{sample as example, sample_object as example_object};
 
 /// Values at the edges of what a kind accepts, valid or not.
 fn edges(kind: &Kind) -> Vec<Value> {

@@ -60,19 +60,7 @@ async fn env() -> Env {
 
 impl Env {
     async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
-        let req = http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", "application/json")
-            .body(bytes::Bytes::from(
-                body.map(|b| b.to_string()).unwrap_or_default(),
-            ))
-            .unwrap();
-        let resp = handle(&self.app, req, Routes::All).await;
-        (
-            resp.status().as_u16(),
-            serde_json::from_slice(resp.body()).unwrap_or(Value::Null),
-        )
+        crate::support::call(&self.app, method, uri, body).await
     }
 
     async fn webhook(&self, conn: &str, payload: &str, secret: &str) -> (u16, Value) {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use connector_core::adapters::memory::{FixedClock, MemorySecrets, MemoryStore};
-use connector_core::api::{Routes, handle};
 use connector_core::app::App;
 use connector_core::config::Config;
 use connector_core::model::{Connection, ConnectionSecrets, StoredEvent, WebhookMode};
@@ -76,20 +75,7 @@ async fn env() -> Env {
 
 impl Env {
     async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
-        let req = http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", "application/json")
-            .body(bytes::Bytes::from(
-                body.map(|b| b.to_string()).unwrap_or_default(),
-            ))
-            .unwrap();
-        let resp = handle(&self.app, req, Routes::All).await;
-        let status = resp.status().as_u16();
-        (
-            status,
-            serde_json::from_slice(resp.body()).unwrap_or(Value::Null),
-        )
+        crate::support::call(&self.app, method, uri, body).await
     }
 
     async fn sample(&self, trigger: &str) -> (u16, Value) {

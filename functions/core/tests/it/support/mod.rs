@@ -45,3 +45,26 @@ pub fn localstripe() -> String {
     std::env::var("LOCALSTRIPE_URL")
         .expect("LOCALSTRIPE_URL is set by infra/test.sh: run the tests with it")
 }
+
+/// One request through every route of `app`, as a client sees it: the
+/// status and the JSON answer (`null` when there is none).
+pub async fn call(
+    app: &connector_core::app::App,
+    method: &str,
+    uri: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(bytes::Bytes::from(
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        ))
+        .unwrap();
+    let resp = connector_core::api::handle(app, req, connector_core::api::Routes::All).await;
+    (
+        resp.status().as_u16(),
+        serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
+    )
+}
