@@ -356,21 +356,17 @@ async fn execute(
                 .filter(|k| p.contains_key(*k))
                 .collect();
             // Only a change a finalized invoice refuses costs a read first.
-            if !given.is_empty() {
-                let invoice = stripe
-                    .get(&format!("/v1/invoices/{id}"), &json!({}))
-                    .await?;
-                let status = invoice["status"].as_str().unwrap_or("unknown");
-                if status != "draft" {
-                    return Err(ActionError::State {
-                        kind: "invoice_not_draft",
-                        message: format!(
-                            "invoice {id} is {status}: {} can only change on a draft invoice; a finalized one can change description, footer, custom_fields, auto_advance and metadata",
-                            given.join(", ")
-                        ),
-                        stripe: None,
-                    });
-                }
+            if !given.is_empty()
+                && let Some(status) = not_draft(stripe, &id).await?
+            {
+                return Err(ActionError::State {
+                    kind: "invoice_not_draft",
+                    message: format!(
+                        "invoice {id} is {status}: {} can only change on a draft invoice; a finalized one can change description, footer, custom_fields, auto_advance and metadata",
+                        given.join(", ")
+                    ),
+                    stripe: None,
+                });
             }
             Ok(stripe
                 .post(
@@ -400,12 +396,8 @@ async fn execute(
         }
         Plan::DraftInvoice(verb, path) => {
             let id = take_id(p);
-            let invoice = stripe
-                .get(&format!("/v1/invoices/{id}"), &json!({}))
-                .await?;
-            let status = invoice["status"].as_str().unwrap_or("unknown");
-            if status != "draft" {
-                return Err(not_a_draft(action, &id, status));
+            if let Some(status) = not_draft(stripe, &id).await? {
+                return Err(not_a_draft(action, &id, &status));
             }
             Ok(call(
                 stripe,
@@ -426,6 +418,15 @@ async fn execute(
             None => Ok(stripe.get("/v1/account", &json!({})).await?),
         },
     }
+}
+
+/// The invoice's status when it is not a draft (`None` for a draft).
+async fn not_draft(stripe: &StripeClient, id: &str) -> Result<Option<String>, StripeError> {
+    let invoice = stripe
+        .get(&format!("/v1/invoices/{id}"), &json!({}))
+        .await?;
+    let status = invoice["status"].as_str().unwrap_or("unknown");
+    Ok((status != "draft").then(|| status.to_string()))
 }
 
 /// How a list goes on to its next page.

@@ -6,9 +6,10 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{Error, Result, connection, load};
+use super::{Error, Result, connection};
 use crate::app::App;
 use crate::catalog;
+use crate::model::Connection;
 use crate::ports::EventQuery;
 
 /// Where a sample came from, best first.
@@ -64,7 +65,7 @@ pub fn fixture(trigger: &str) -> Sample {
 /// sample is a convenience, never a reason to fail.
 pub async fn trigger_sample(app: &App, conn: &str, trigger: &str) -> Result<Sample> {
     check_trigger(trigger)?;
-    connection(app, conn).await?;
+    let connection = connection(app, conn).await?;
     let event_type = (trigger != "*").then(|| trigger.to_string());
     let stored = app
         .events
@@ -88,7 +89,7 @@ pub async fn trigger_sample(app: &App, conn: &str, trigger: &str) -> Result<Samp
             event,
         });
     }
-    match latest_from_stripe(app, conn, event_type.as_deref()).await {
+    match latest_from_stripe(app, &connection, event_type.as_deref()).await {
         Ok(Some(event)) => Ok(Sample {
             source: SampleSource::Stripe,
             event,
@@ -101,13 +102,18 @@ pub async fn trigger_sample(app: &App, conn: &str, trigger: &str) -> Result<Samp
     }
 }
 
+/// The connection was read by the caller: only its secrets are read here.
 async fn latest_from_stripe(
     app: &App,
-    conn: &str,
+    connection: &Connection,
     event_type: Option<&str>,
 ) -> Result<Option<Value>> {
-    let (connection, secrets) = load(app, conn).await?;
-    let stripe = app.stripe_for(&connection, &secrets.api_key);
+    let secrets = app
+        .secrets
+        .get_secrets(&connection.id)
+        .await?
+        .ok_or_else(|| Error::Internal(format!("connection {} has no secrets", connection.id)))?;
+    let stripe = app.stripe_for(connection, &secrets.api_key);
     let mut query = json!({"limit": 1});
     if let Some(t) = event_type {
         query["type"] = json!(t);

