@@ -5,7 +5,7 @@
 # built (cargo's fingerprints) and copies its own. A test holds these
 # targets to the template's functions and binaries.
 
-BINARIES := webhook-ingest connections-api actions-customers actions-products actions-prices actions-subscriptions actions-invoices actions-coupons actions-payments actions-events trigger-fanout run-executor retry-scheduler
+BINARIES := webhook-ingest connections-api actions-customers actions-products actions-prices actions-subscriptions actions-invoices actions-coupons actions-payments actions-events trigger-fanout run-executor retry-scheduler reconciler
 LAMBDA_BUILD := cargo lambda build --release --arm64 $(addprefix --bin ,$(BINARIES))
 
 .PHONY: lambdas
@@ -50,3 +50,6 @@ build-RunExecutorFunction: lambdas
 
 build-RetrySchedulerFunction: lambdas
 	cp target/lambda/retry-scheduler/bootstrap $(ARTIFACTS_DIR)/bootstrap
+
+build-ReconcilerFunction: lambdas
+	cp target/lambda/reconciler/bootstrap $(ARTIFACTS_DIR)/bootstrap

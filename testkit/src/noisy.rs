@@ -321,6 +321,7 @@ async fn seed(app: &App, plan: &Plan, target: &str) {
                 created_at: 1,
                 updated_at: 1,
                 version: 0,
+                ..Default::default()
             })
             .await
             .unwrap();

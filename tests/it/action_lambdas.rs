@@ -37,6 +37,7 @@ async fn app(stripe: &MockServer) -> App {
             created_at: 1,
             updated_at: 1,
             version: 0,
+            ..Default::default()
         })
         .await
         .unwrap();

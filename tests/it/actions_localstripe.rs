@@ -43,6 +43,7 @@ async fn connected() -> (tempfile::TempDir, Running, String) {
             created_at: 1,
             updated_at: 1,
             version: 0,
+            ..Default::default()
         })
         .await
         .unwrap();

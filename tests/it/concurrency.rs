@@ -369,6 +369,7 @@ async fn stale_events_and_own_writes_on_the_aws_path() {
         body_omitted: false,
         received_at: created,
         expires_at: created + 86_400,
+        recovered: false,
     }
     };
     let engine = Engine::new(app, "aws-test");

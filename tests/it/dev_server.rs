@@ -334,6 +334,7 @@ async fn a_localstripe_event_runs_its_workflow_once_and_changes_the_object() {
             created_at: 1,
             updated_at: 1,
             version: 0,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -629,6 +630,7 @@ async fn an_event_a_crash_left_unfanned_gets_all_its_runs_after_a_restart() {
                 body_omitted: false,
                 received_at: now,
                 expires_at: now + 86_400,
+                recovered: false,
             })
             .await
             .unwrap();

@@ -18,7 +18,7 @@ use connector_core::adapters::sqs::SqsQueue;
 use connector_core::api::{self, Routes};
 use connector_core::app::App;
 use connector_core::config::Config;
-use connector_core::lambda::{process_stream, scheduler_tick};
+use connector_core::lambda::{process_stream, reconcile_tick, scheduler_tick};
 use connector_core::model::StoredEvent;
 use connector_core::webhook::sign_header;
 use connector_testkit::recorder::Recorder;
@@ -164,10 +164,11 @@ fn policies_name_only_the_connectors_own_resources() {
         let writes_secrets = granted(&f)
             .iter()
             .any(|(a, _)| a.starts_with("secretsmanager:") && a != "secretsmanager:GetSecretValue");
+        // The reconciler stores the secret of an endpoint it had to recreate.
         assert_eq!(
             writes_secrets,
-            name == "ConnectionsApiFunction",
-            "{name}: only connections-api creates, updates or deletes secrets"
+            name == "ConnectionsApiFunction" || name == "ReconcilerFunction",
+            "{name}: only connections-api and the reconciler write secrets"
         );
     }
 }
@@ -184,7 +185,7 @@ struct Env {
     ),
     recorder: Recorder,
     table: String,
-    _stripe: MockServer,
+    stripe: MockServer,
     target: MockServer,
     /// The run queue on moto, its URL, and a poller acting as the event
     /// source mapping (its calls are the Lambda service's, not recorded).
@@ -264,7 +265,7 @@ async fn env() -> Env {
         parts: (config, dynamo, secrets),
         recorder,
         table,
-        _stripe: stripe,
+        stripe,
         target,
         sqs,
         queue_url,
@@ -542,6 +543,40 @@ async fn recorded() -> (BTreeMap<&'static str, BTreeSet<(String, String)>>, Env)
     assert!(ticked["queued_runs"].as_u64().unwrap() >= 1, "{ticked}");
     seen.insert("retry-scheduler", env.calls());
 
+    env.cold_start();
+    // reconciler: the managed connection's endpoint was deleted in Stripe
+    // (recreated: its new secret stored) and an event never arrived
+    // (stored, recovered, with the pass's record and the Stripe budget).
+    Mock::given(method("GET"))
+        .and(path("/v1/webhook_endpoints/we_lp"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(
+            json!({"error": {"type": "invalid_request_error", "message": "No such webhook endpoint"}}),
+        ))
+        .with_priority(1)
+        .mount(&env.stripe)
+        .await;
+    let missed = serde_json::from_str::<Value>(&event_body(
+        "evt_1LeastPrivilegeMissed",
+        json!({"id": "in_1LeastPrivilege3", "object": "invoice"}),
+    ))
+    .unwrap();
+    let mut missed = missed;
+    missed["created"] = json!(later - 600);
+    Mock::given(method("GET"))
+        .and(path("/v1/events"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"object": "list", "data": [missed], "has_more": false})),
+        )
+        .with_priority(1)
+        .mount(&env.stripe)
+        .await;
+    let ticked = reconcile_tick(&env.app).await.unwrap();
+    // Both connections subscribe to invoice.created: each stores its copy.
+    assert_eq!(ticked["recovered_events"], 2, "{ticked}");
+    assert_eq!(ticked["failed"], 0, "{ticked}");
+    seen.insert("reconciler", env.calls());
+
     // Every action group: one action on the connection's key.
     for group in connector_core::catalog::GROUPS {
         env.cold_start();
@@ -619,7 +654,7 @@ async fn each_function_is_granted_exactly_the_aws_calls_its_code_makes() {
         seen.len(),
         "every exercised function is in the template"
     );
-    assert_eq!(checked, 13);
+    assert_eq!(checked, 14);
 }
 
 /// Every function logs to its own log group, made by the stack (so it is
@@ -661,7 +696,7 @@ fn every_function_logs_to_its_own_log_group_with_retention() {
         );
         assert!(groups.insert(group), "{name} shares its log group");
     }
-    assert_eq!(groups.len(), 13);
+    assert_eq!(groups.len(), 14);
 }
 
 /// Every queue has an alarm on messages waiting in it (the fan-out failure

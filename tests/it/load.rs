@@ -78,6 +78,7 @@ async fn set_up(app: &App, conn: &str, target: &str) {
             created_at: 0,
             updated_at: 0,
             version: 0,
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -167,6 +167,7 @@ impl Aws {
             body_omitted: false,
             received_at: T,
             expires_at: T + 86_400,
+            recovered: false,
         };
         app.events.insert_event(&e).await.unwrap();
         e

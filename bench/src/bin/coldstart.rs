@@ -270,6 +270,7 @@ async fn seed(stub_url: &str) {
             created_at: 0,
             updated_at: 0,
             version: 0,
+            ..Default::default()
         })
         .await;
     let _ = store

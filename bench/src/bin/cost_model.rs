@@ -143,6 +143,7 @@ async fn main() {
             created_at: 0,
             updated_at: 0,
             version: 0,
+            ..Default::default()
         })
         .await
         .expect("connection");

@@ -104,6 +104,7 @@ async fn seed(data_dir: &std::path::Path) {
             created_at: 0,
             updated_at: 0,
             version: 0,
+            ..Default::default()
         })
         .await
         .expect("connection");

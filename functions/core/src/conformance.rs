@@ -31,6 +31,7 @@ pub fn connection(id: &str, created_at: i64) -> Connection {
         created_at,
         updated_at: created_at,
         version: 0,
+        ..Default::default()
     }
 }
 
@@ -49,6 +50,7 @@ pub fn event(conn: &str, id: &str, ty: &str, created: i64) -> StoredEvent {
         body_omitted: false,
         received_at: created + 1,
         expires_at: created + 86400,
+        recovered: false,
     }
 }
 
@@ -71,6 +73,26 @@ pub async fn stores<S: ConnectionStore + EventStore + 'static>(store: Arc<S>) {
     let mut changed = connection(&a, 100);
     changed.webhook_endpoint_id = Some("we_123".into());
     changed.triggers = vec![];
+    // What the reconciler, alerts and an upgrade keep on the record.
+    changed.webhook_url = Some("https://hooks.example/webhooks/conn".into());
+    changed.reconcile.cursor = Some(99);
+    changed.reconcile.recovered_total = 3;
+    changed.reconcile.gaps.push(crate::model::Gap {
+        from: 1,
+        to: 2,
+        reported_at: 3,
+    });
+    changed.alerts = Some(crate::model::AlertTarget {
+        url: "https://alerts.example".into(),
+        secret: crate::model::TargetSecret::new("whsec_c29tZXRoaW5n".into()),
+    });
+    changed.upgrade = Some(crate::model::Upgrade {
+        to: "2024-06-20".into(),
+        old_endpoint_id: Some("we_123".into()),
+        new_endpoint_id: None,
+        started_at: 4,
+    });
+    changed.retire_secrets_at = Some(5);
     // An update names the next version; one that skips or repeats a
     // version lost a race and changes nothing.
     changed.version = 2;
@@ -169,6 +191,8 @@ pub async fn stores<S: ConnectionStore + EventStore + 'static>(store: Arc<S>) {
     omitted.body_omitted = true;
     omitted.account = Some("acct_connected".into());
     omitted.api_version = None;
+    // Read from Stripe's list by the reconciler: the mark is kept.
+    omitted.recovered = true;
     store.insert_event(&omitted).await.unwrap();
     assert_eq!(store.get_event(&a, "evt_big").await.unwrap(), Some(omitted));
 

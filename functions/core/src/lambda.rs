@@ -144,6 +144,35 @@ pub async fn run_scheduler() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// One reconciler invocation: a pass over every connection (endpoint
+/// repair, events missed, notices). A connection's failure is in its
+/// report and log; the invocation fails only when the connections cannot
+/// be listed.
+pub async fn reconcile_tick(app: &App) -> Result<serde_json::Value, crate::service::Error> {
+    let reports = crate::service::reconcile::all(app).await?;
+    let recovered: u64 = reports.iter().map(|r| u64::from(r.recovered)).sum();
+    let failed = reports.iter().filter(|r| r.error.is_some()).count();
+    Ok(serde_json::json!({
+        "connections": reports.len(),
+        "recovered_events": recovered,
+        "repairs": reports.iter().map(|r| r.repairs.len()).sum::<usize>(),
+        "failed": failed,
+    }))
+}
+
+/// The reconciler function: on its schedule, [`reconcile_tick`].
+pub async fn run_reconciler() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let app = Arc::new(App::aws(Config::from_env()?).await?);
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |_: LambdaEvent<serde_json::Value>| {
+            let app = app.clone();
+            async move { reconcile_tick(&app).await.map_err(|e| e.to_string()) }
+        },
+    ))
+    .await
+}
+
 /// One batch of run messages from SQS, executed concurrently (one slow
 /// target never holds up the batch's other runs). A message whose run
 /// could not be carried on (the store failed) is reported, so SQS delivers

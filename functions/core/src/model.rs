@@ -4,10 +4,11 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WebhookMode {
     /// The connector creates and maintains the account's Stripe endpoint.
+    #[default]
     Managed,
     /// The user made the endpoint in Stripe's dashboard and gave its secret.
     Manual,
@@ -15,7 +16,7 @@ pub enum WebhookMode {
 
 /// A connected Stripe account. Holds no secret: the key and the webhook
 /// secrets live in the secret store.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Connection {
     pub id: String,
     pub name: String,
@@ -33,6 +34,101 @@ pub struct Connection {
     /// two writers can never both succeed on the same state.
     #[serde(default)]
     pub version: u64,
+    /// The URL the managed endpoint was last given: what the reconciler
+    /// restores it to (it runs on a schedule, with no request to read a
+    /// host from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// Where notices about this connection go (Standard Webhooks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertTarget>,
+    /// What the reconciler has done and seen ([`crate::service::reconcile`]).
+    #[serde(default)]
+    pub reconcile: ReconcileState,
+    /// An API-version upgrade under way: recorded before each step, so an
+    /// interrupted one is carried on where it stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<Upgrade>,
+    /// After a managed endpoint was replaced, the older webhook secrets keep
+    /// verifying until then (Unix seconds): deliveries Stripe signed with
+    /// them may still be on their way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retire_secrets_at: Option<i64>,
+}
+
+/// A connection's alert target: notices are POSTed to `url`, signed with
+/// `secret` (shown once, when set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertTarget {
+    pub url: String,
+    pub secret: TargetSecret,
+}
+
+/// The reconciler's record for one connection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReconcileState {
+    /// Every event created before this (Unix seconds, Stripe's `created`)
+    /// has been read from Stripe's list, or reported as a gap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<i64>,
+    /// How much of Stripe's history one read takes (seconds): halved when a
+    /// window holds more than a pass may read, doubled back after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_secs: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_at: Option<i64>,
+    /// Events the last pass stored that had not arrived by webhook.
+    #[serde(default)]
+    pub last_recovered: u32,
+    #[serde(default)]
+    pub recovered_total: u64,
+    /// The last pass's error (Stripe refused, the store failed), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Spans of Stripe's history the connector could not read any more
+    /// (Stripe keeps events 30 days), newest last, at most a few.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<Gap>,
+    /// Since when the managed endpoint has been seen disabled (cleared once
+    /// it is enabled again): `endpoint.disabled` is sent once per episode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_disabled_since: Option<i64>,
+    /// The last repair of the managed endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_repair: Option<Repair>,
+}
+
+/// Events that were created while the connector could not receive them and
+/// that Stripe no longer lists: lost, and said so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Gap {
+    /// Unix seconds: from (inclusive) …
+    pub from: i64,
+    /// … to (exclusive).
+    pub to: i64,
+    pub reported_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Repair {
+    pub at: i64,
+    /// `disabled`, `deleted`, `enabled_events`, `url` or `api_version`.
+    pub problem: String,
+    /// `re-enabled`, `recreated`, `updated` or `replaced`.
+    pub action: String,
+    pub endpoint_id: String,
+}
+
+/// An API-version upgrade of a managed endpoint, step by step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Upgrade {
+    /// The version being moved to.
+    pub to: String,
+    /// The endpoint being replaced.
+    pub old_endpoint_id: Option<String>,
+    /// The endpoint at the new version, once made.
+    pub new_endpoint_id: Option<String>,
+    pub started_at: i64,
 }
 
 /// One Stripe event as received, stored once per (connection, event id).
@@ -54,6 +150,10 @@ pub struct StoredEvent {
     pub received_at: i64,
     /// When the store may forget the event (Unix seconds; DynamoDB TTL).
     pub expires_at: i64,
+    /// Read from Stripe's event list by the reconciler: it never arrived by
+    /// webhook.
+    #[serde(default)]
+    pub recovered: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

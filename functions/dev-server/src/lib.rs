@@ -53,6 +53,10 @@ const FANOUT_AT_ONCE: usize = 32;
 pub const WORKERS: usize = 64;
 /// How often the scheduler queues runs falling due (a minute in AWS).
 pub const SCHEDULER_PERIOD: Duration = Duration::from_secs(5);
+/// How often every connection is reconciled (the reconciler's schedule in
+/// AWS); the first pass runs at start, catching up on what Stripe sent
+/// while the server was stopped.
+pub const RECONCILE_PERIOD: Duration = Duration::from_secs(300);
 /// A message whose run could not be carried on (the store failed) comes
 /// back after this long (SQS's visibility timeout).
 const RETRY_MESSAGE_AFTER: u32 = 5;
@@ -66,6 +70,8 @@ pub struct Limits {
     pub max_connections: usize,
     pub workers: usize,
     pub scheduler_period: Duration,
+    /// `None`: no reconciler (tests that count Stripe's requests).
+    pub reconcile_period: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -76,6 +82,7 @@ impl Default for Limits {
             max_connections: MAX_CONNECTIONS,
             workers: WORKERS,
             scheduler_period: SCHEDULER_PERIOD,
+            reconcile_period: Some(RECONCILE_PERIOD),
         }
     }
 }
@@ -223,6 +230,19 @@ impl DevServer {
                     Engine::new(&app, worker.as_str())
                         .handle_local(&queue, message, RETRY_MESSAGE_AFTER)
                         .await;
+                }
+            });
+        }
+        if let Some(period) = self.limits.reconcile_period {
+            let app = self.app.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = connector_core::service::reconcile::all(&app).await {
+                        tracing::warn!(error = %e, "reconcile tick failed");
+                    }
                 }
             });
         }

@@ -61,6 +61,7 @@ async fn a_tick_queues_what_falls_due_once_and_what_was_lost() {
             created_at: 0,
             updated_at: 0,
             version: 0,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -108,6 +109,7 @@ async fn a_tick_queues_what_falls_due_once_and_what_was_lost() {
             body_omitted: false,
             received_at: 0,
             expires_at: 1,
+            recovered: false,
         })
         .await
         .unwrap();

@@ -92,6 +92,7 @@ async fn a_batch_runs_each_run_once_and_drops_what_it_cannot_read() {
             body_omitted: false,
             received_at: T,
             expires_at: T + 86_400,
+            recovered: false,
         })
         .await
         .unwrap();

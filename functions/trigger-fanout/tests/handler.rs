@@ -73,6 +73,7 @@ async fn app(stripe_base: &str) -> (App, Arc<MemoryStore>, Arc<LocalQueue>) {
             created_at: T,
             updated_at: T,
             version: 0,
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -48,6 +48,7 @@ async fn env() -> Env {
             created_at: T - 100,
             updated_at: T - 100,
             version: 0,
+            ..Default::default()
         })
         .await
         .unwrap();

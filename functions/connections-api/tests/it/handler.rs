@@ -310,6 +310,7 @@ async fn triggers_drive_one_managed_endpoint() {
             ("description", "stripe-connector: Acme".to_string()),
             ("metadata[connection_id]", id.clone()),
             ("metadata[managed_by]", "stripe-connector".to_string()),
+            ("metadata[api_version]", "2024-04-10".to_string()),
         ]
         .map(|(k, v)| (k.to_string(), v))
     );

@@ -373,6 +373,7 @@ async fn runs_are_listed_with_their_state() {
         body_omitted: false,
         received_at: 1,
         expires_at: 2,
+        recovered: false,
     };
     env.store.insert_event(&event).await.unwrap();
     env.fan_out(&event).await;
@@ -419,7 +420,7 @@ async fn a_replay_runs_the_event_again_as_new_runs_with_new_keys() {
     let event = StoredEvent {
         connection_id: conn.clone(), event_id: "evt_again".into(), event_type: "invoice.created".into(), created: 1, livemode: false,
         api_version: None, account: None, body: Some(json!({"id": "evt_again", "type": "invoice.created", "data": {"object": {"id": "in_7"}}}).to_string()),
-        body_omitted: false, received_at: 1, expires_at: 2,
+        body_omitted: false, received_at: 1, expires_at: 2, recovered: false,
     };
     env.store.insert_event(&event).await.unwrap();
     env.fan_out(&event).await;
@@ -589,6 +590,7 @@ async fn a_replay_into_a_named_workflow_must_fit_the_event() {
         body_omitted: false,
         received_at: 1,
         expires_at: 2,
+        recovered: false,
     };
     env.store.insert_event(&event).await.unwrap();
     for (wf, says) in [(&other, "runs on customer.created"), (&off, "switched off")] {
@@ -635,6 +637,7 @@ async fn a_deleted_connection_leaves_nothing_served() {
         body_omitted: false,
         received_at: 1,
         expires_at: 2,
+        recovered: false,
     };
     env.store.insert_event(&event).await.unwrap();
     let (status, _) = env
@@ -679,6 +682,7 @@ async fn a_test_run_has_its_own_webhook_id() {
         body_omitted: false,
         received_at: 1,
         expires_at: 2,
+        recovered: false,
     };
     env.store.insert_event(&event).await.unwrap();
     env.fan_out(&event).await;

@@ -192,6 +192,9 @@ impl DynamoStore {
             ("received_at".into(), n(e.received_at)),
             ("expires_at".into(), n(e.expires_at)),
         ]);
+        if e.recovered {
+            item.insert("recovered".into(), AttributeValue::Bool(true));
+        }
         if let Some(v) = &e.api_version {
             item.insert("api_version".into(), s(v));
         }
@@ -234,6 +237,7 @@ impl DynamoStore {
             body_omitted: get_bool(item, "body_omitted"),
             received_at: get_n(item, "received_at").unwrap_or(0),
             expires_at: get_n(item, "expires_at").unwrap_or(0),
+            recovered: get_bool(item, "recovered"),
         })
     }
 
@@ -1048,6 +1052,7 @@ mod tests {
             body_omitted: false,
             received_at: 1_795_000_001,
             expires_at: 1_797_592_001,
+            recovered: false,
         }
     }
 

@@ -13,6 +13,7 @@ mod ingest;
 pub mod openapi;
 mod runs;
 pub mod views;
+mod watch;
 mod workflows;
 
 use std::sync::Arc;
@@ -102,6 +103,7 @@ fn management() -> Router<Arc<App>> {
         .merge(workflows::router())
         .merge(events::router())
         .merge(runs::router())
+        .merge(watch::router())
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
 }
 
@@ -148,6 +150,11 @@ pub fn route_table(routes: Routes) -> Vec<(Method, String)> {
             "/connections/{connection_id}/events/{event_id}/replay",
         ),
         (Method::GET, "/connections/{connection_id}/runs"),
+        (Method::GET, "/connections/{connection_id}/health"),
+        (Method::POST, "/connections/{connection_id}/reconcile"),
+        (Method::PUT, "/connections/{connection_id}/api-version"),
+        (Method::PUT, "/connections/{connection_id}/alerts"),
+        (Method::DELETE, "/connections/{connection_id}/alerts"),
         (
             Method::GET,
             "/connections/{connection_id}/triggers/{trigger}/sample",

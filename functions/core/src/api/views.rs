@@ -248,6 +248,9 @@ pub struct EventOut {
     pub received_at: i64,
     /// Too large to store: fetched from Stripe when a run needs it.
     pub body_omitted: bool,
+    /// Never arrived by webhook: the reconciler read it from Stripe's event
+    /// list (after an outage, or while the endpoint was disabled or gone).
+    pub recovered: bool,
     /// The event as Stripe sent it (reading one event only).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
@@ -265,6 +268,7 @@ impl From<&StoredEvent> for EventOut {
             account: e.account.clone(),
             received_at: e.received_at,
             body_omitted: e.body_omitted,
+            recovered: e.recovered,
             event: None,
         }
     }

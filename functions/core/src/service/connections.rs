@@ -207,6 +207,7 @@ pub async fn create(app: &App, body: NewConnection) -> Result<ConnectionView> {
         created_at: now,
         updated_at: now,
         version: 0,
+        ..Default::default()
     };
     let secrets = ConnectionSecrets {
         target_secrets: Default::default(),

@@ -1,7 +1,7 @@
 //! Endpoint sync: the connection's ONE managed Stripe webhook endpoint kept
 //! equal to what it needs (its triggers ∪ its enabled workflows' triggers).
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use super::lock::{Locked, with_lock};
@@ -36,6 +36,16 @@ pub async fn resync(app: &App, connection_id: &str, base_url: &str) -> Result<()
     .await
 }
 
+/// How long the webhook secrets of a replaced endpoint keep verifying:
+/// deliveries Stripe signed with them just before the switch may still
+/// arrive (what they carry, the reconciler reads from Stripe's list too).
+pub const SECRET_GRACE_SECS: i64 = 3600;
+
+/// The URL the connection's managed endpoint posts to.
+pub fn webhook_url(c: &Connection, base_url: &str) -> String {
+    format!("{base_url}/webhooks/{}", c.id)
+}
+
 /// Keeps the connection's ONE Stripe endpoint equal to what it needs: none
 /// without triggers; created with the pinned API version when first needed
 /// (its secret, shown by Stripe only then, goes to the secret store);
@@ -51,7 +61,7 @@ pub async fn sync(app: &App, locked: &mut Locked<'_>, base_url: &str) -> Result<
     let secrets = locked.secrets()?.clone();
     let c = locked.connection.clone();
     let stripe = app.stripe_for(&c, &secrets.api_key);
-    let url = format!("{base_url}/webhooks/{}", c.id);
+    let url = webhook_url(&c, base_url);
     let events = subscribed_events(app, &c).await?;
     if events.is_empty() {
         if let Some(endpoint) = &c.webhook_endpoint_id {
@@ -69,23 +79,50 @@ pub async fn sync(app: &App, locked: &mut Locked<'_>, base_url: &str) -> Result<
             .post(&format!("/v1/webhook_endpoints/{endpoint}"), &update, None)
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(_) => {
+                locked.connection.webhook_url = Some(url);
+                return Ok(());
+            }
             Err(e) if e.status() == Some(404) => {
                 tracing::warn!(connection = %c.id, endpoint = %endpoint, "endpoint gone from Stripe; recreating");
             }
             Err(e) => return Err(e.into()),
         }
     }
+    let key = format!("stripe-connector-endpoint-{}-v{}", c.id, c.version);
+    let replacing = c.webhook_endpoint_id.is_some();
+    let id = create(app, locked, &url, &events, &c.api_version, &key, replacing).await?;
+    locked.connection.webhook_endpoint_id = Some(id.clone());
+    sweep_orphans(&stripe, &c.id, Some(&id)).await;
+    Ok(())
+}
+
+/// Creates a managed endpoint for `url` at `api_version` and stores its
+/// secret first in line (the secret store, before the caller saves the
+/// record). `replacing`: the secrets of the endpoint it replaces keep
+/// verifying for [`SECRET_GRACE_SECS`]; else they are dropped. The caller
+/// sets the record's endpoint id. Stripe's 16-endpoint limit is a 409.
+pub async fn create(
+    app: &App,
+    locked: &mut Locked<'_>,
+    url: &str,
+    events: &[String],
+    api_version: &str,
+    idempotency_key: &str,
+    replacing: bool,
+) -> Result<String> {
+    let secrets = locked.secrets()?.clone();
+    let c = locked.connection.clone();
+    let stripe = app.stripe_for(&c, &secrets.api_key);
     let create = json!({
         "url": url,
         "enabled_events": events,
-        "api_version": c.api_version,
+        "api_version": api_version,
         "description": format!("stripe-connector: {}", c.name),
-        "metadata": {"connection_id": c.id, "managed_by": "stripe-connector"},
+        "metadata": {"connection_id": c.id, "managed_by": "stripe-connector", "api_version": api_version},
     });
-    let key = format!("stripe-connector-endpoint-{}-v{}", c.id, c.version);
     let endpoint = match stripe
-        .post("/v1/webhook_endpoints", &create, Some(&key))
+        .post("/v1/webhook_endpoints", &create, Some(idempotency_key))
         .await
     {
         Ok(endpoint) => endpoint,
@@ -104,13 +141,28 @@ pub async fn sync(app: &App, locked: &mut Locked<'_>, base_url: &str) -> Result<
         ));
     };
     let mut renewed = secrets;
-    renewed.webhook_secrets = vec![SecretString::from(secret.to_string())];
+    let mut list = vec![SecretString::from(secret.to_string())];
+    if replacing {
+        list.extend(
+            renewed
+                .webhook_secrets
+                .iter()
+                .filter(|s| s.expose_secret() != secret)
+                .cloned(),
+        );
+        list.truncate(MAX_MANAGED_SECRETS);
+        locked.connection.retire_secrets_at = Some(app.clock.now() + SECRET_GRACE_SECS);
+    }
+    renewed.webhook_secrets = list;
     locked.save_secrets(renewed).await?;
-    locked.connection.webhook_endpoint_id = Some(id.to_string());
-    tracing::info!(connection = %c.id, endpoint = %id, "webhook endpoint created");
-    sweep_orphans(&stripe, &c.id, Some(id)).await;
-    Ok(())
+    locked.connection.webhook_url = Some(url.to_string());
+    tracing::info!(connection = %c.id, endpoint = %id, api_version, "webhook endpoint created");
+    Ok(id.to_string())
 }
+
+/// How many secrets verify while endpoints are replaced: the new one, the
+/// one it replaces and one before that.
+const MAX_MANAGED_SECRETS: usize = 3;
 
 /// Deletes this connection's endpoints in Stripe (found by their metadata)
 /// but `keep`. Best effort: a failure is logged, and the next sweep retries.
@@ -146,7 +198,7 @@ pub async fn sweep_orphans(stripe: &StripeClient, connection_id: &str, keep: Opt
 
 /// What the endpoint subscribes to: the triggers set on the connection plus
 /// those of its enabled workflows (`*` stands for every catalog trigger).
-async fn subscribed_events(app: &App, c: &Connection) -> Result<Vec<String>> {
+pub async fn subscribed_events(app: &App, c: &Connection) -> Result<Vec<String>> {
     let workflows = app.workflows.list_workflows(&c.id).await?;
     let mut events: Vec<String> = c.triggers.clone();
     for w in workflows.iter().filter(|w| w.enabled) {

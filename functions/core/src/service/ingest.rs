@@ -86,24 +86,7 @@ pub async fn verify(
         param: None,
         message: format!("body is not a Stripe event: {e}"),
     })?;
-    if !ids::is_id(&envelope.id, "evt_") {
-        return Err(Error::InvalidEvent {
-            param: Some("id"),
-            message: "event id must look like evt_…".into(),
-        });
-    }
-    if envelope.event_type.is_empty()
-        || envelope.event_type.len() > 100
-        || !envelope
-            .event_type
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')
-    {
-        return Err(Error::InvalidEvent {
-            param: Some("type"),
-            message: "event type is not a Stripe event type".into(),
-        });
-    }
+    check_envelope(&envelope)?;
     if envelope.livemode != connection.livemode {
         return Err(Error::LivemodeMismatch(format!(
             "a {} event was sent to a {} connection",
@@ -127,10 +110,45 @@ pub async fn store(app: &App, verified: VerifiedEvent) -> Result<bool> {
         envelope,
         body,
     } = verified;
+    let outcome = put(app, &connection.id, envelope, &body, false).await?;
+    Ok(outcome == InsertOutcome::Duplicate)
+}
+
+/// Stores an event read from Stripe's event list (the reconciler) through
+/// the same exactly-once write as a webhook delivery, marked `recovered`:
+/// `Inserted` only when no delivery (or other pass) stored it first. An
+/// event that is not the connection's (another mode, a malformed id) is
+/// refused.
+pub async fn store_recovered(
+    app: &App,
+    connection: &Connection,
+    event: &serde_json::Value,
+) -> Result<InsertOutcome> {
+    let envelope = Envelope::deserialize(event).map_err(|e| Error::InvalidEvent {
+        param: None,
+        message: format!("Stripe listed something that is not an event: {e}"),
+    })?;
+    check_envelope(&envelope)?;
+    if envelope.livemode != connection.livemode {
+        return Err(Error::LivemodeMismatch(
+            "Stripe listed an event of the other mode".into(),
+        ));
+    }
+    let body = serde_json::to_vec(event).map_err(|e| Error::Internal(e.to_string()))?;
+    put(app, &connection.id, envelope, &body, true).await
+}
+
+async fn put(
+    app: &App,
+    connection_id: &str,
+    envelope: Envelope,
+    body: &[u8],
+    recovered: bool,
+) -> Result<InsertOutcome> {
     let now = app.clock.now();
     let too_large = body.len() > MAX_STORED_BODY;
     let event = StoredEvent {
-        connection_id: connection.id,
+        connection_id: connection_id.to_string(),
         event_id: envelope.id,
         event_type: envelope.event_type,
         created: envelope.created,
@@ -141,19 +159,50 @@ pub async fn store(app: &App, verified: VerifiedEvent) -> Result<bool> {
         body: if too_large {
             None
         } else {
-            Some(String::from_utf8_lossy(&body).into_owned())
+            Some(String::from_utf8_lossy(body).into_owned())
         },
         body_omitted: too_large,
         received_at: now,
         expires_at: now + EVENT_RETENTION_SECS,
+        recovered,
     };
     let outcome = app.events.insert_event(&event).await?;
     let duplicate = outcome == InsertOutcome::Duplicate;
-    tracing::info!(
-        connection = %event.connection_id, event_id = %event.event_id, event_type = %event.event_type,
-        duplicate, body_omitted = too_large, "webhook received"
-    );
-    Ok(duplicate)
+    if recovered {
+        tracing::info!(
+            connection = %event.connection_id, event_id = %event.event_id, event_type = %event.event_type,
+            duplicate, "event read from Stripe's list"
+        );
+    } else {
+        tracing::info!(
+            connection = %event.connection_id, event_id = %event.event_id, event_type = %event.event_type,
+            duplicate, body_omitted = too_large, "webhook received"
+        );
+    }
+    Ok(outcome)
+}
+
+/// An event id and type the connector can key and route by.
+fn check_envelope(envelope: &Envelope) -> Result<()> {
+    if !ids::is_id(&envelope.id, "evt_") {
+        return Err(Error::InvalidEvent {
+            param: Some("id"),
+            message: "event id must look like evt_…".into(),
+        });
+    }
+    if envelope.event_type.is_empty()
+        || envelope.event_type.len() > 100
+        || !envelope
+            .event_type
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')
+    {
+        return Err(Error::InvalidEvent {
+            param: Some("type"),
+            message: "event type is not a Stripe event type".into(),
+        });
+    }
+    Ok(())
 }
 
 /// The deepest nesting serde_json reads (its recursion limit of 128 counts

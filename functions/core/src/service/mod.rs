@@ -2,13 +2,17 @@
 //! endpoint in sync, manage workflows, ingest, list, replay. Handlers in
 //! [`crate::api`] only extract, call one of these and map the answer.
 
+pub mod alerts;
 pub mod connections;
 pub mod endpoint;
 pub mod events;
+pub mod health;
 pub mod ingest;
 pub mod lock;
+pub mod reconcile;
 pub mod runs;
 pub mod samples;
+pub mod upgrade;
 pub mod workflows;
 
 use crate::app::App;

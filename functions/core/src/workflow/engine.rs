@@ -23,6 +23,7 @@ use crate::catalog;
 use crate::metrics::Measure;
 use crate::model::{Connection, ConnectionSecrets, StoredEvent, Workflow};
 use crate::ports::{MAX_QUEUE_DELAY, QueueError, RunRef, StoreError};
+use crate::service::alerts;
 
 /// How long a worker holds a run before another may take it over.
 pub const LEASE_SECS: i64 = 300;
@@ -175,6 +176,9 @@ impl<'a> Engine<'a> {
     }
 
     /// The enabled workflows on the event's trigger, before their filters.
+    /// An event the reconciler recovered starts only the workflows that
+    /// existed when it happened: a workflow made later was never owed it
+    /// (a live delivery starts every workflow there is when it arrives).
     async fn subscribed(&self, event: &StoredEvent) -> Result<Vec<Workflow>, StoreError> {
         let all = self
             .app
@@ -184,6 +188,7 @@ impl<'a> Engine<'a> {
         Ok(all
             .into_iter()
             .filter(|w| w.enabled && (w.trigger == "*" || w.trigger == event.event_type))
+            .filter(|w| !event.recovered || w.created_at <= event.created)
             .collect())
     }
 
@@ -369,7 +374,39 @@ impl<'a> Engine<'a> {
         {
             self.app.metrics.record(Measure::Run { outcome: name });
         }
+        if let Ok(Outcome::Finished(status @ (RunStatus::Dead | RunStatus::Stuck))) = &outcome {
+            self.alert_lost_run(run, *status).await;
+        }
         outcome
+    }
+
+    /// `run.dead` / `run.stuck` to the connection's alert target. Sent by
+    /// the worker whose versioned save ended the run, so once.
+    async fn alert_lost_run(&self, r: &RunRef, status: RunStatus) {
+        let (Ok(Some(connection)), Ok(Some(run))) = tokio::join!(
+            self.app.connections.get_connection(&r.connection_id),
+            self.run_of(r)
+        ) else {
+            return;
+        };
+        if connection.alerts.is_none() {
+            return;
+        }
+        let kind = if status == RunStatus::Dead {
+            alerts::RUN_DEAD
+        } else {
+            alerts::RUN_STUCK
+        };
+        let data = serde_json::json!({
+            "event_id": run.event_id,
+            "workflow_id": run.workflow_id,
+            "run": r.run_key,
+            "status": run.status,
+            "attempts": run.attempts,
+            "last_error": run.last_error,
+        });
+        let key = format!("{}/{}", r.event_id, r.run_key);
+        alerts::notify(self.app, &connection, kind, &key, data).await;
     }
 
     /// Carries out every message of an in-process queue visible now, in
@@ -710,6 +747,7 @@ impl<'a> Engine<'a> {
                     match transition {
                         Some(Transition::Opened { failures, until }) => {
                             tracing::warn!(connection = %run.connection_id, workflow = %run.workflow_id, failures, until, "target circuit opened");
+                            self.alert_circuit_opened(run, url, failures, until).await;
                         }
                         Some(Transition::Reopened { until }) => {
                             tracing::warn!(connection = %run.connection_id, workflow = %run.workflow_id, until, "target circuit probe failed; open again");
@@ -728,6 +766,35 @@ impl<'a> Engine<'a> {
                 }
             }
         }
+    }
+
+    /// `circuit.opened`: sent by the worker whose versioned breaker write
+    /// opened it, so once per opening.
+    async fn alert_circuit_opened(&self, run: &Run, url: &str, failures: u32, until: i64) {
+        let Ok(Some(connection)) = self
+            .app
+            .connections
+            .get_connection(&run.connection_id)
+            .await
+        else {
+            return;
+        };
+        if connection.alerts.is_none() {
+            return;
+        }
+        // The target's host only: its path may carry a token.
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        let data = serde_json::json!({
+            "workflow_id": run.workflow_id,
+            "target_host": host,
+            "failures": failures,
+            "open_until": until,
+        });
+        let key = format!("{}/{until}", limits::target_key(&run.connection_id, url));
+        alerts::notify(self.app, &connection, alerts::CIRCUIT_OPENED, &key, data).await;
     }
 
     /// One attempt: deliver to the target (once), then the steps not yet
@@ -906,18 +973,7 @@ impl<'a> Engine<'a> {
 
     /// The connection's Stripe budget (shared by every executor).
     fn budget_for(&self, connection: &Connection) -> Arc<limits::StripeBudget> {
-        let budget = self.app.config.stripe_budget;
-        Arc::new(limits::StripeBudget::new(
-            self.app.gates.clone(),
-            self.app.clock.clone(),
-            connection.id.clone(),
-            if connection.livemode {
-                budget.live
-            } else {
-                budget.test
-            },
-            budget.search,
-        ))
+        limits::StripeBudget::for_connection(self.app, connection)
     }
 
     /// Runs a workflow once, now, on `event`, without storing a run: each

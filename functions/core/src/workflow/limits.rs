@@ -47,6 +47,26 @@ impl StripeBudget {
         }
     }
 
+    /// A connection's budget as configured (live or test), shared through
+    /// the app's gates by every function that calls Stripe for it.
+    pub fn for_connection(
+        app: &crate::app::App,
+        connection: &crate::model::Connection,
+    ) -> Arc<Self> {
+        let budget = app.config.stripe_budget;
+        Arc::new(Self::new(
+            app.gates.clone(),
+            app.clock.clone(),
+            connection.id.clone(),
+            if connection.livemode {
+                budget.live
+            } else {
+                budget.test
+            },
+            budget.search,
+        ))
+    }
+
     fn class(&self, search: bool) -> (&'static str, u32, usize) {
         if search {
             ("search", self.search_per_second.max(1), 1)

@@ -97,6 +97,7 @@ async fn env_config(allow_private: bool, settings: &[(&str, &str)]) -> Env {
             created_at: T,
             updated_at: T,
             version: 0,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -236,6 +237,7 @@ fn unstored_event(id: &str, ty: &str, object: Value) -> StoredEvent {
         body_omitted: false,
         received_at: T,
         expires_at: T + 86400,
+        recovered: false,
     }
 }
 

@@ -56,6 +56,7 @@ async fn env() -> Env {
             created_at: T,
             updated_at: T,
             version: 0,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -115,6 +116,7 @@ impl Env {
                 body_omitted: false,
                 received_at: T,
                 expires_at: T + 86_400,
+                recovered: false,
             })
             .await
             .unwrap();
