@@ -667,3 +667,87 @@ async fn an_event_a_crash_left_unfanned_gets_all_its_runs_after_a_restart() {
     assert_eq!(fast.received_requests().await.unwrap().len(), 2);
     assert_eq!(slow.received_requests().await.unwrap().len(), 1);
 }
+
+/// Stripe cannot reach 127.0.0.1: what it sent while the dev server was
+/// stopped (or `stripe listen` was not running) is read from Stripe's
+/// event list when the server starts, stored once, marked recovered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dev_server_catches_up_on_start_with_what_stripe_sent_meanwhile() {
+    use wiremock::matchers::{method, path, query_param};
+    use wiremock::{Mock, ResponseTemplate};
+
+    let dir = tempfile::tempdir().unwrap();
+    let stripe = account_mock("acct_catchup").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let missed = json!({"id": "evt_whilestopped", "object": "event", "type": "customer.created",
+        "created": now - 600, "livemode": false, "api_version": "2023-08-16",
+        "data": {"object": {"id": "cus_whilestopped", "object": "customer"}}});
+    Mock::given(method("GET"))
+        .and(path("/v1/events"))
+        .and(query_param("types[]", "customer.created"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"object": "list", "data": [missed], "has_more": false})),
+        )
+        .mount(&stripe)
+        .await;
+    // The connection existed before the server stopped.
+    let config = connector_core::config::Config::from_lookup(|k| match k {
+        "STRIPE_API_BASE" => Some(stripe.uri()),
+        "CONNECTOR_DATA_DIR" => Some(dir.path().display().to_string()),
+        _ => None,
+    })
+    .unwrap();
+    let app = connector_embedded::app(config).unwrap();
+    let id = connector_core::ids::new_id("conn_");
+    app.secrets
+        .put_secrets(
+            &id,
+            &connector_core::model::ConnectionSecrets {
+                api_key: SecretString::from("sk_test_catchup".to_string()),
+                webhook_secrets: vec![SecretString::from(SECRET.to_string())],
+                target_secrets: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    app.connections
+        .insert_connection(&connector_core::model::Connection {
+            id: id.clone(),
+            name: "catch-up".into(),
+            account_id: "acct_catchup".into(),
+            livemode: false,
+            api_version: "2023-08-16".into(),
+            webhook_mode: connector_core::model::WebhookMode::Manual,
+            triggers: vec!["customer.created".into()],
+            created_at: now - 3600,
+            updated_at: now - 3600,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = integration_tests::serve(app, listener);
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        let (status, list) = server
+            .call(Method::GET, &format!("/connections/{id}/events"), None)
+            .await;
+        assert_eq!(status, 200, "{list}");
+        if let Some(e) = list["data"].as_array().and_then(|d| d.first()) {
+            found = e.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(found["id"], "evt_whilestopped", "caught up at start");
+    assert_eq!(found["recovered"], true);
+    let (_, health) = server
+        .call(Method::GET, &format!("/connections/{id}/health"), None)
+        .await;
+    assert_eq!(health["reconcile"]["recovered_total"], 1, "{health}");
+    assert_eq!(health["endpoint"]["status"], "manual");
+}

@@ -843,6 +843,31 @@ fn the_dashboard_shows_every_metric_and_lost_runs_are_alarmed() {
         .collect();
     assert_eq!(watched, lost);
     assert_eq!(alarm["Threshold"].as_u64(), Some(1));
+
+    // Lost events (a gap past Stripe's 30 days) alarm, wherever the pass
+    // that found them ran: the schedule or a request.
+    let gaps = &t["Resources"]["EventGapsAlarm"]["Properties"];
+    let from: BTreeSet<String> = gaps["Metrics"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|m| {
+            let metric = &m["MetricStat"]["Metric"];
+            (metric["Namespace"] == *namespace
+                && metric["MetricName"].as_str() == Some("EventGaps"))
+            .then(|| {
+                let Yaml::Tagged(f) = &metric["Dimensions"][0]["Value"] else {
+                    panic!("{metric:?}")
+                };
+                f.value.as_str().unwrap().to_string()
+            })
+        })
+        .collect();
+    assert_eq!(
+        from,
+        BTreeSet::from(["ReconcilerFunction".into(), "ConnectionsApiFunction".into()])
+    );
+    assert_eq!(gaps["Threshold"].as_u64(), Some(1));
 }
 
 /// `sam build` builds every function from one `cargo lambda build`: each

@@ -17,13 +17,17 @@ use serde_json::{Map, Value, json};
 
 /// Every metric name the connector emits (the dashboard and the alarms in
 /// template.yaml read them; a test holds the template to this list).
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 10] = [
     "EventsReceived",
     "EventsDuplicate",
     "EventsRejected",
     "Runs",
     "DeliveryLatency",
     "StripeCalls",
+    "EventsRecovered",
+    "EventGaps",
+    "EndpointRepairs",
+    "Alerts",
 ];
 
 /// The run outcomes an alarm watches: a run lost to its workflow.
@@ -49,6 +53,17 @@ pub enum Measure {
         connection: String,
         outcome: &'static str,
     },
+    /// A reconcile pass stored `count` events no delivery had brought.
+    EventsRecovered { count: u32 },
+    /// A reconcile pass found history Stripe no longer lists: events lost.
+    EventGap,
+    /// The reconciler repaired a managed endpoint: `problem` is
+    /// `disabled`, `deleted`, `missing`, `enabled_events`, `url` or
+    /// `api_version`.
+    EndpointRepair { problem: &'static str },
+    /// A notice to a connection's alert target: `sent` or `lost` (every
+    /// try failed).
+    Alert { outcome: &'static str },
 }
 
 impl Measure {
@@ -75,6 +90,22 @@ impl Measure {
                 *millis as f64,
                 "Milliseconds",
                 vec![("StatusClass", (*class).to_string())],
+            ),
+            Measure::EventsRecovered { count } => {
+                ("EventsRecovered", f64::from(*count), "Count", vec![])
+            }
+            Measure::EventGap => ("EventGaps", 1.0, "Count", vec![]),
+            Measure::EndpointRepair { problem } => (
+                "EndpointRepairs",
+                1.0,
+                "Count",
+                vec![("Problem", (*problem).to_string())],
+            ),
+            Measure::Alert { outcome } => (
+                "Alerts",
+                1.0,
+                "Count",
+                vec![("Outcome", (*outcome).to_string())],
             ),
             Measure::StripeCall {
                 connection,
@@ -237,7 +268,7 @@ mod tests {
 
     #[test]
     fn every_measure_has_a_listed_name() {
-        for m in [
+        let all = [
             Measure::EventReceived { duplicate: false },
             Measure::EventReceived { duplicate: true },
             Measure::EventRejected { reason: "x" },
@@ -250,9 +281,19 @@ mod tests {
                 connection: "c".into(),
                 outcome: "ok",
             },
-        ] {
+            Measure::EventsRecovered { count: 2 },
+            Measure::EventGap,
+            Measure::EndpointRepair {
+                problem: "disabled",
+            },
+            Measure::Alert { outcome: "sent" },
+        ];
+        let mut named = std::collections::BTreeSet::new();
+        for m in all {
             assert!(NAMES.contains(&m.parts().0), "{m:?}");
+            named.insert(m.parts().0);
         }
+        assert_eq!(named.len(), NAMES.len(), "every listed name is emitted");
     }
 
     #[test]

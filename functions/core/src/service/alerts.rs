@@ -21,6 +21,7 @@ use super::{Result, connection};
 use crate::app::App;
 use crate::catalog::InvalidInput;
 use crate::ids::ConnectionId;
+use crate::metrics::Measure;
 use crate::model::{AlertTarget, Connection, TargetSecret};
 use crate::workflow::signing;
 
@@ -140,6 +141,7 @@ pub async fn notify(
         let retry = match &sent {
             Ok(r) if r.status().is_success() => {
                 tracing::info!(connection = %connection.id, kind, msg_id, "alert sent");
+                app.metrics.record(Measure::Alert { outcome: "sent" });
                 return true;
             }
             Ok(r) => r.status().as_u16() == 429 || r.status().is_server_error(),
@@ -153,6 +155,7 @@ pub async fn notify(
         }
     }
     tracing::error!(connection = %connection.id, kind, msg_id, "alert not delivered");
+    app.metrics.record(Measure::Alert { outcome: "lost" });
     false
 }
 

@@ -92,6 +92,13 @@ pub async fn with_lock<T>(
     result
 }
 
+impl<'a> Locked<'a> {
+    /// The app the lease was taken through.
+    pub fn app(&self) -> &'a App {
+        self.app
+    }
+}
+
 impl Locked<'_> {
     /// The secrets, which every connection has (made before its record).
     pub fn secrets(&self) -> Result<&ConnectionSecrets> {

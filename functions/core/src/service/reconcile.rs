@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 use super::lock::{Locked, with_lock};
 use super::{Error, Result, alerts, endpoint, ingest, upgrade};
 use crate::app::App;
+use crate::metrics::Measure;
 use crate::model::{Connection, ConnectionSecrets, Gap, InsertOutcome, Repair, WebhookMode};
 use crate::stripe::StripeError;
 use crate::workflow::limits::StripeBudget;
@@ -90,24 +91,58 @@ pub struct PassReport {
     pub error: Option<String>,
 }
 
-/// Every connection, one after another; a connection's failure is its own
-/// (logged, on its record) and never stops the others'.
+/// Connections reconciled at once.
+pub const CONCURRENCY: usize = 4;
+/// No pass starts after a tick has run this long (the function stops at
+/// 300 s); the connections not reached go first next tick, as every tick
+/// takes them least recently reconciled first.
+pub const TICK_BUDGET: std::time::Duration = std::time::Duration::from_secs(200);
+
+/// Every connection, [`CONCURRENCY`] at a time, least recently reconciled
+/// first, within [`TICK_BUDGET`]. A connection's failure is its own
+/// (logged, in its report and on its record) and never stops the others'.
 pub async fn all(app: &App) -> Result<Vec<PassReport>> {
-    let connections = app.connections.list_connections().await?;
-    let mut reports = Vec::with_capacity(connections.len());
-    for c in connections {
-        match connection(app, &c.id).await {
-            Ok(report) => reports.push(report),
-            Err(Error::NotFound(_)) => {}
-            Err(e) => {
-                tracing::warn!(connection = %c.id, error = %e, "reconcile pass failed");
+    let mut connections = app.connections.list_connections().await?;
+    connections.sort_by_key(|c| c.reconcile.last_run_at.unwrap_or(i64::MIN));
+    let started = std::time::Instant::now();
+    let mut pending = connections.into_iter().map(|c| c.id);
+    let mut running = tokio::task::JoinSet::new();
+    let mut reports = Vec::new();
+    loop {
+        while running.len() < CONCURRENCY && started.elapsed() < TICK_BUDGET {
+            let Some(id) = pending.next() else {
+                break;
+            };
+            let app = app.clone();
+            running.spawn(async move {
+                let outcome = connection(&app, &id).await;
+                (id, outcome)
+            });
+        }
+        let Some(done) = running.join_next().await else {
+            break;
+        };
+        match done {
+            Ok((_, Ok(report))) => reports.push(report),
+            // Deleted meanwhile.
+            Ok((_, Err(Error::NotFound(_)))) => {}
+            Ok((id, Err(e))) => {
+                tracing::warn!(connection = %id, error = %e, "reconcile pass failed");
                 reports.push(PassReport {
-                    connection_id: c.id.clone(),
+                    connection_id: id,
                     error: Some(e.to_string()),
                     ..Default::default()
                 });
             }
+            Err(e) => tracing::error!(error = %e, "reconcile pass panicked"),
         }
+    }
+    let left = pending.count();
+    if left > 0 {
+        tracing::warn!(
+            left,
+            "reconcile tick out of time; the rest go first next tick"
+        );
     }
     Ok(reports)
 }
@@ -161,6 +196,9 @@ pub async fn connection(app: &App, id: &str) -> Result<PassReport> {
     })
     .await?;
     if report.recovered > 0 {
+        app.metrics.record(Measure::EventsRecovered {
+            count: report.recovered,
+        });
         notices.push(Notice {
             kind: alerts::EVENTS_RECOVERED,
             key: format!("{now}/{}", report.recovered_ids.first().map_or("", |s| s)),
@@ -171,6 +209,7 @@ pub async fn connection(app: &App, id: &str) -> Result<PassReport> {
         });
     }
     if let Some(gap) = &report.gap {
+        app.metrics.record(Measure::EventGap);
         tracing::error!(connection = %id, from = gap.from, to = gap.to, "events older than Stripe's 30 days were never read: a gap");
     }
     for n in notices {
@@ -565,11 +604,15 @@ fn repaired(
     locked: &mut Locked<'_>,
     notices: &mut Vec<Notice>,
     now: i64,
-    problem: &str,
+    problem: &'static str,
     action: &str,
     endpoint_id: &str,
 ) -> Repair {
     tracing::warn!(connection = %locked.connection.id, endpoint = %endpoint_id, problem, action, "managed endpoint repaired");
+    locked
+        .app()
+        .metrics
+        .record(Measure::EndpointRepair { problem });
     let repair = Repair {
         at: now,
         problem: problem.into(),

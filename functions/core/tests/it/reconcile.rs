@@ -16,6 +16,7 @@ use connector_core::adapters::memory::{FixedClock, MemorySecrets, MemoryStore};
 use connector_core::api::{self, Routes};
 use connector_core::app::App;
 use connector_core::config::Config;
+use connector_core::metrics::{Measure, MemoryMetrics};
 use connector_core::ports::{Clock, ConnectionStore, EventQuery, RunRef};
 use connector_core::service::reconcile::{self, PassReport, STRIPE_RETENTION_SECS};
 use connector_core::stripe::StripeSettings;
@@ -37,6 +38,7 @@ struct Env {
     clock: Arc<FixedClock>,
     queue: Arc<LocalQueue>,
     stripe: FakeStripe,
+    metrics: Arc<MemoryMetrics>,
     target: MockServer,
     alerts: MockServer,
     alert_secret: String,
@@ -50,6 +52,7 @@ fn app_on(
     secrets: &Arc<MemorySecrets>,
     clock: &Arc<FixedClock>,
     stripe: &FakeStripe,
+    metrics: &Arc<MemoryMetrics>,
 ) -> (App, Arc<LocalQueue>) {
     let queue = LocalQueue::new(clock.clone());
     let app = App::new(
@@ -70,7 +73,8 @@ fn app_on(
         max_retry_after: Duration::from_millis(1),
         ..StripeSettings::default()
     })
-    .with_queue(queue.clone());
+    .with_queue(queue.clone())
+    .with_metrics(metrics.clone());
     (app, queue)
 }
 
@@ -81,7 +85,8 @@ async fn env(target_status: u16) -> Env {
     let store = Arc::new(MemoryStore::default());
     let secrets = Arc::new(MemorySecrets::default());
     let clock = Arc::new(FixedClock::at(T0));
-    let (app, queue) = app_on(&store, &secrets, &clock, &stripe);
+    let metrics = Arc::new(MemoryMetrics::default());
+    let (app, queue) = app_on(&store, &secrets, &clock, &stripe, &metrics);
     let target = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(target_status))
@@ -126,6 +131,7 @@ async fn env(target_status: u16) -> Env {
         clock,
         queue,
         stripe,
+        metrics,
         target,
         alerts,
         alert_secret,
@@ -142,7 +148,14 @@ impl Env {
     /// Another container of the same functions: its own app and caches,
     /// the same store, secrets, clock and Stripe.
     fn second_app(&self) -> App {
-        app_on(&self.store, &self.secrets, &self.clock, &self.stripe).0
+        app_on(
+            &self.store,
+            &self.secrets,
+            &self.clock,
+            &self.stripe,
+            &self.metrics,
+        )
+        .0
     }
 
     /// Stripe sends `event` to every endpoint subscribed to it; answers
@@ -399,6 +412,16 @@ async fn missed_events_are_recovered_once_and_run_once_while_live_ones_keep_arri
         .collect();
     named.sort();
     assert_eq!(named, ["evt_missed2", "evt_missed3"], "{notices:?}");
+    let counted: u32 = env
+        .metrics
+        .taken()
+        .iter()
+        .map(|m| match m {
+            Measure::EventsRecovered { count } => *count,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(counted, 2, "the recovered events are counted once");
     // The sweeps asked for the connection's types only, 20 at most a time.
     // (The trigger sample at the workflow's creation asked for one event.)
     for q in env
@@ -507,9 +530,11 @@ async fn history_older_than_stripes_30_days_is_reported_as_a_gap() {
     assert_eq!(h["reconcile"]["gaps"][0]["from"], T0, "{h}");
     assert_eq!(h["reconcile"]["gaps"][0]["to"], horizon);
     assert_eq!(h["status"], "attention");
+    assert_eq!(env.metrics.count(|m| *m == Measure::EventGap), 1);
     // Reported once: the next pass starts inside the 30 days.
     env.clock.set(now + 600);
     assert!(env.pass().await.gap.is_none());
+    assert_eq!(env.metrics.count(|m| *m == Measure::EventGap), 1);
     assert_eq!(
         env.health().await["reconcile"]["gaps"]
             .as_array()
@@ -581,6 +606,14 @@ async fn a_disabled_a_drifted_and_a_deleted_endpoint_are_repaired() {
     assert_eq!(made.api_version, "2023-08-16");
     assert_eq!(env.stripe.endpoints().len(), 1);
     assert_eq!(env.alerts_of("endpoint.repaired").await.len(), 3);
+    for problem in ["disabled", "enabled_events", "deleted"] {
+        assert_eq!(
+            env.metrics
+                .count(|m| *m == Measure::EndpointRepair { problem }),
+            1,
+            "{problem}"
+        );
+    }
     assert_eq!(env.health().await["endpoint"]["status"], "enabled");
 
     // Both secrets verify during the grace, only the new one after it.
