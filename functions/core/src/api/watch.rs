@@ -47,13 +47,14 @@ async fn read_health(State(app): State<Arc<App>>, Path(id): Path<ConnectionId>) 
 }
 
 /// Run one reconcile pass now (the schedule runs them anyway): repair the
-/// managed endpoint, read Stripe's events since the cursor and store what
-/// never arrived.
+/// managed endpoint, read Stripe's events since the cursor (up to 20
+/// pages; `behind: true` says the schedule goes on from there) and store
+/// what never arrived.
 #[utoipa::path(post, path = "/connections/{connection_id}/reconcile", tag = "connections", operation_id = "connections_reconcile",
     params(("connection_id" = String, Path, description = "`conn_…`")),
     responses((status = 200, body = PassReport), (status = 404, body = ErrorBody)))]
 async fn reconcile_now(State(app): State<Arc<App>>, Path(id): Path<ConnectionId>) -> Reply {
-    Ok(ok(&reconcile::connection(&app, &id).await?))
+    Ok(ok(&reconcile::requested(&app, &id).await?))
 }
 
 /// Move the connection to another Stripe API version. A managed endpoint

@@ -58,6 +58,16 @@ pub fn webhook_url(c: &Connection, base_url: &str) -> String {
 /// Stripe; endpoints of this connection left behind anyway (made more than
 /// Stripe's 24 h of idempotency ago) are found by their metadata and deleted.
 pub async fn sync(app: &App, locked: &mut Locked<'_>, base_url: &str) -> Result<()> {
+    // An unfinished API-version upgrade is carried on first, so the
+    // endpoint synced is the one the connection keeps. If it cannot be
+    // now, the one in use is synced and the reconciler finishes it (and
+    // brings the other endpoint's events along).
+    if locked.connection.upgrade.is_some() {
+        let url = webhook_url(&locked.connection, base_url);
+        if let Err(e) = super::upgrade::advance(app, locked, &url).await {
+            tracing::warn!(connection = %locked.connection.id, error = %e, "unfinished upgrade not carried on now");
+        }
+    }
     let secrets = locked.secrets()?.clone();
     let c = locked.connection.clone();
     let stripe = app.stripe_for(&c, &secrets.api_key);

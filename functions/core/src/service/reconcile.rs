@@ -147,8 +147,22 @@ pub async fn all(app: &App) -> Result<Vec<PassReport>> {
     Ok(reports)
 }
 
-/// One pass for one connection.
+/// One pass for one connection, as the schedule runs it.
 pub async fn connection(app: &App, id: &str) -> Result<PassReport> {
+    pass(app, id, MAX_PAGES).await
+}
+
+/// Event-list requests of a pass asked for through the API: it answers
+/// within API Gateway's 29 s; the schedule carries on from the cursor.
+pub const REQUESTED_MAX_PAGES: usize = 20;
+
+/// One pass asked for through the API (`POST …/reconcile`).
+pub async fn requested(app: &App, id: &str) -> Result<PassReport> {
+    pass(app, id, REQUESTED_MAX_PAGES).await
+}
+
+/// One pass for one connection, reading at most `max_pages` pages.
+async fn pass(app: &App, id: &str, max_pages: usize) -> Result<PassReport> {
     let mut report = PassReport {
         connection_id: id.to_string(),
         ..Default::default()
@@ -171,7 +185,7 @@ pub async fn connection(app: &App, id: &str) -> Result<PassReport> {
         Err(e) => errors.push(format!("endpoint: {e}")),
     }
     // 2. The events, without it.
-    let walked = catch_up(app, &c, &secrets, &mut report).await;
+    let walked = catch_up(app, &c, &secrets, max_pages, &mut report).await;
     errors.extend(walked.error.iter().map(|e| format!("events: {e}")));
     report.error = (!errors.is_empty()).then(|| errors.join("; "));
     // 3. The record: the cursor only ever moves forward (another pass may
@@ -239,6 +253,7 @@ async fn catch_up(
     app: &App,
     c: &Connection,
     secrets: &ConnectionSecrets,
+    max_pages: usize,
     report: &mut PassReport,
 ) -> Walked {
     let now = app.clock.now();
@@ -303,7 +318,7 @@ async fn catch_up(
             let mut got = Vec::new();
             let mut whole = true;
             for batch in types.chunks(MAX_TYPES_PER_REQUEST) {
-                let listed = list(&stripe, batch, lower, end, false, &mut pages, MAX_PAGES).await?;
+                let listed = list(&stripe, batch, lower, end, false, &mut pages, max_pages).await?;
                 got.extend(listed.events);
                 if !listed.complete {
                     whole = false;
@@ -314,7 +329,7 @@ async fn catch_up(
             // read of them is a duplicate, never a second run.
             store_all(app, c, got, report).await?;
             if !whole {
-                if walked.window > MIN_WINDOW_SECS && pages < MAX_PAGES {
+                if walked.window > MIN_WINDOW_SECS && pages < max_pages {
                     walked.window = (walked.window / 2).max(MIN_WINDOW_SECS);
                     continue;
                 }

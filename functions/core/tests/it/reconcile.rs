@@ -702,6 +702,15 @@ async fn an_api_version_upgrade_loses_and_duplicates_nothing_and_resumes_after_a
     // One is lost to an outage meanwhile.
     env.stripe
         .event("evt_up3", "invoice.created", T0 + 120, "in_3");
+    // A workflow on another trigger meanwhile: the endpoint in use follows.
+    let (s, w) = env
+        .call(
+            "POST",
+            &format!("/connections/{}/workflows", env.conn),
+            Some(json!({"trigger": "customer.created", "target": {"url": format!("{}/customers", env.target.uri())}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{w}");
 
     // The reconciler finishes the upgrade (Stripe works again) and
     // recovers what was lost.
@@ -713,6 +722,10 @@ async fn an_api_version_upgrade_loses_and_duplicates_nothing_and_resumes_after_a
     let endpoints = env.stripe.endpoints();
     assert_eq!(endpoints.len(), 1, "the old endpoint is deleted");
     assert_eq!(endpoints[0].id, new.id);
+    assert_eq!(
+        endpoints[0].enabled_events,
+        ["customer.created", "invoice.created"]
+    );
     assert_eq!(env.endpoint_id().await, new.id);
     let h = env.health().await;
     assert!(h["upgrade"].is_null(), "{h}");
