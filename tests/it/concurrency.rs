@@ -416,3 +416,136 @@ async fn stale_events_and_own_writes_on_the_aws_path() {
         "its own write does not start it"
     );
 }
+
+/// The reconciler on two containers at once, an API-version upgrade
+/// through one of them and a live delivery through the other, on DynamoDB
+/// and Secrets Manager (moto) against a fake Stripe with state: each
+/// missed event is stored once and counted once, the upgrade ends with one
+/// endpoint at the new version, and the record agrees with Stripe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconcilers_and_an_upgrade_on_two_containers_agree_with_stripe() {
+    use connector_core::adapters::memory::FixedClock;
+    use connector_core::ports::{Clock, EventQuery};
+    use connector_testkit::fake_stripe::FakeStripe;
+
+    let stripe = FakeStripe::start().await;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let table = format!("conc-{}", uuid::Uuid::new_v4().simple());
+    create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
+        .await
+        .unwrap();
+    let prefix = format!("conc-{}/", uuid::Uuid::new_v4().simple());
+    let now = 1_900_000_000;
+    let clock = Arc::new(FixedClock::at(now));
+    let app = || {
+        let config = Config::from_lookup(|k| match k {
+            "STRIPE_API_BASE" => Some(stripe.uri()),
+            "TABLE_NAME" => Some(table.clone()),
+            "SECRET_PREFIX" => Some(prefix.clone()),
+            "PUBLIC_BASE_URL" => Some("https://conc.example.com".into()),
+            _ => None,
+        })
+        .unwrap();
+        let mut app = App::aws_clients(
+            config,
+            aws_sdk_dynamodb::Client::new(&sdk),
+            aws_sdk_secretsmanager::Client::new(&sdk),
+        )
+        .unwrap();
+        app.clock = clock.clone();
+        app
+    };
+    let (a, b) = (app(), app());
+    let (s, c) = call(
+        &a,
+        "POST",
+        "/connections",
+        Some(json!({"name": "Conc", "api_key": KEY})),
+    )
+    .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    let (s, out) = call(
+        &b,
+        "PUT",
+        &format!("/connections/{id}/triggers"),
+        Some(json!({"triggers": ["invoice.created"]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{out}");
+    // Five events Stripe could not deliver.
+    for i in 0..5 {
+        stripe.event(
+            &format!("evt_conc{i}"),
+            "invoice.created",
+            now + 10 + i,
+            "in_c",
+        );
+    }
+    clock.set(now + 600);
+    let live = stripe.event("evt_conclive", "invoice.created", now + 590, "in_l");
+    let deliver = async {
+        for (body, sig) in stripe.deliveries(&live, clock.now()) {
+            let req = http::Request::post(format!("/webhooks/{id}"))
+                .header("stripe-signature", sig)
+                .body(Bytes::from(body))
+                .unwrap();
+            let resp = api::handle(&b, req, Routes::Ingest).await;
+            assert_eq!(resp.status().as_u16(), 200);
+        }
+    };
+    let upgrade_uri = format!("/connections/{id}/api-version");
+    let upgrade = call(
+        &a,
+        "PUT",
+        &upgrade_uri,
+        Some(json!({"api_version": "2024-06-20"})),
+    );
+    use connector_core::service::reconcile;
+    let (ra, rb, (s, up), ()) = tokio::join!(
+        reconcile::connection(&a, &id),
+        reconcile::connection(&b, &id),
+        upgrade,
+        deliver,
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(s, 200, "{up}");
+    assert!(ra.error.is_none() && rb.error.is_none(), "{ra:?} {rb:?}");
+    assert_eq!(ra.recovered + rb.recovered, 5, "{ra:?} {rb:?}");
+
+    let events = a
+        .events
+        .list_events(
+            &id,
+            &EventQuery {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 6);
+    assert_eq!(events.iter().filter(|e| e.recovered).count(), 5);
+    assert!(
+        !events
+            .iter()
+            .find(|e| e.event_id == "evt_conclive")
+            .unwrap()
+            .recovered
+    );
+
+    let stored = a.connections.get_connection(&id).await.unwrap().unwrap();
+    assert_eq!(stored.reconcile.recovered_total, 5);
+    assert_eq!(stored.api_version, "2024-06-20");
+    assert!(stored.upgrade.is_none());
+    let endpoints = stripe.endpoints();
+    assert_eq!(endpoints.len(), 1, "{endpoints:?}");
+    assert_eq!(Some(&endpoints[0].id), stored.webhook_endpoint_id.as_ref());
+    assert_eq!(endpoints[0].api_version, "2024-06-20");
+    assert_eq!(endpoints[0].enabled_events, ["invoice.created"]);
+    let secrets = b.secrets.get_secrets_fresh(&id).await.unwrap().unwrap();
+    assert_eq!(
+        secrets.webhook_secrets[0].expose_secret(),
+        endpoints[0].secret
+    );
+}

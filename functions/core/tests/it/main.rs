@@ -7,7 +7,6 @@ mod support;
 mod actions;
 mod catalog_schema;
 mod engine;
-mod fake_stripe;
 mod observability;
 mod reconcile;
 mod samples;

@@ -1,5 +1,5 @@
 //! Never missing an event, against a fake Stripe with state
-//! ([`crate::fake_stripe`]): events lost to an outage recovered once and
+//! (`connector_testkit::fake_stripe`): events lost to an outage recovered once and
 //! run once while live ones keep arriving (two reconcilers at once, as two
 //! Lambda containers); history past Stripe's 30 days reported as a gap; a
 //! disabled, drifted and deleted endpoint repaired; an API-version upgrade
@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::fake_stripe::FakeStripe;
+use connector_testkit::fake_stripe::{Endpoint, FakeStripe};
 
 const T0: i64 = 1_900_000_000;
 const BASE: &str = "https://hooks.example.test";
@@ -764,7 +764,7 @@ async fn an_upgrade_needs_a_free_endpoint_and_changes_nothing_without_one() {
             let id = format!("we_someoneelse{i:02}");
             s.endpoints.insert(
                 id.clone(),
-                crate::fake_stripe::Endpoint {
+                Endpoint {
                     id,
                     url: "https://elsewhere.example".into(),
                     enabled_events: vec!["*".into()],
