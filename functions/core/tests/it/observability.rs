@@ -201,6 +201,16 @@ async fn secrets_never_appear_in_the_logs() {
         .await;
     assert_eq!(status, 201, "{workflow}");
     let target_secret = workflow["target_secret"].as_str().unwrap().to_string();
+    // Alerts go to the same server: the run below dies and says so.
+    let (status, alerts) = env
+        .call(
+            "PUT",
+            &format!("/connections/{conn}/alerts"),
+            Some(json!({"url": format!("{}/alerts", target.uri())})),
+        )
+        .await;
+    assert_eq!(status, 200, "{alerts}");
+    let alert_secret = alerts["secret"].as_str().unwrap().to_string();
     // Stripe refuses the key a step uses, quoting its end as Stripe does.
     Mock::given(method("POST"))
         .and(path("/v1/customers/cus_obs"))
@@ -224,6 +234,19 @@ async fn secrets_never_appear_in_the_logs() {
     engine.fan_out(&stored).await.unwrap();
     let outcomes = engine.work_ready(&env.queue).await;
     assert!(!outcomes.is_empty());
+    let alerted = target
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/alerts")
+        .count();
+    assert_eq!(alerted, 1, "run.dead was sent");
+    // A reconcile pass, as the schedule runs it.
+    let (status, pass) = env
+        .call("POST", &format!("/connections/{conn}/reconcile"), None)
+        .await;
+    assert_eq!(status, 200, "{pass}");
     // The key is rotated (Stripe confirms the account) and a bad one refused.
     let (status, body) = env
         .call(
@@ -236,7 +259,13 @@ async fn secrets_never_appear_in_the_logs() {
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.lines().count() > 10, "{logs}");
-    for secret in [API_KEY, ROTATED_KEY, WEBHOOK_SECRET, target_secret.as_str()] {
+    for secret in [
+        API_KEY,
+        ROTATED_KEY,
+        WEBHOOK_SECRET,
+        target_secret.as_str(),
+        alert_secret.as_str(),
+    ] {
         // Nor a telling part of it (the key after its prefix).
         let tail = &secret[secret.len() - 12..];
         assert!(
