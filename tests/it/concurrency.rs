@@ -67,24 +67,32 @@ async fn env() -> Env {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": []})))
         .mount(&stripe)
         .await;
+    Env {
+        apps: two_apps(&stripe.uri()).await,
+        stripe,
+        created,
+    }
+}
+
+/// Two apps on a new table and secret prefix (moto), talking to Stripe at
+/// `stripe_base`: each with its own SDK clients and its own secrets cache,
+/// as two containers have.
+async fn two_apps(stripe_base: &str) -> [App; 2] {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let table = format!("conc-{}", uuid::Uuid::new_v4().simple());
     create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
         .await
         .unwrap();
     let prefix = format!("conc-{}/", uuid::Uuid::new_v4().simple());
-    let base = stripe.uri();
     let app = || {
         let config = Config::from_lookup(|k| match k {
-            "STRIPE_API_BASE" => Some(base.clone()),
+            "STRIPE_API_BASE" => Some(stripe_base.to_string()),
             "TABLE_NAME" => Some(table.clone()),
             "SECRET_PREFIX" => Some(prefix.clone()),
             "PUBLIC_BASE_URL" => Some("https://conc.example.com".into()),
             _ => None,
         })
         .unwrap();
-        // Each with its own SDK clients and its own secrets cache, as two
-        // containers have.
         App::aws_clients(
             config,
             aws_sdk_dynamodb::Client::new(&sdk),
@@ -92,11 +100,7 @@ async fn env() -> Env {
         )
         .unwrap()
     };
-    Env {
-        apps: [app(), app()],
-        stripe,
-        created,
-    }
+    [app(), app()]
 }
 
 async fn call(app: &App, m: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
@@ -429,33 +433,11 @@ async fn reconcilers_and_an_upgrade_on_two_containers_agree_with_stripe() {
     use connector_testkit::fake_stripe::FakeStripe;
 
     let stripe = FakeStripe::start().await;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let table = format!("conc-{}", uuid::Uuid::new_v4().simple());
-    create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
-        .await
-        .unwrap();
-    let prefix = format!("conc-{}/", uuid::Uuid::new_v4().simple());
     let now = 1_900_000_000;
     let clock = Arc::new(FixedClock::at(now));
-    let app = || {
-        let config = Config::from_lookup(|k| match k {
-            "STRIPE_API_BASE" => Some(stripe.uri()),
-            "TABLE_NAME" => Some(table.clone()),
-            "SECRET_PREFIX" => Some(prefix.clone()),
-            "PUBLIC_BASE_URL" => Some("https://conc.example.com".into()),
-            _ => None,
-        })
-        .unwrap();
-        let mut app = App::aws_clients(
-            config,
-            aws_sdk_dynamodb::Client::new(&sdk),
-            aws_sdk_secretsmanager::Client::new(&sdk),
-        )
-        .unwrap();
-        app.clock = clock.clone();
-        app
-    };
-    let (a, b) = (app(), app());
+    let [mut a, mut b] = two_apps(&stripe.uri()).await;
+    a.clock = clock.clone();
+    b.clock = clock.clone();
     let (s, c) = call(
         &a,
         "POST",

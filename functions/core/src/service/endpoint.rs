@@ -174,6 +174,45 @@ pub async fn create(
 /// one it replaces and one before that.
 const MAX_MANAGED_SECRETS: usize = 3;
 
+/// A managed endpoint as Stripe has it now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub disabled: bool,
+    pub url: Option<String>,
+    pub api_version: Option<String>,
+    /// Sorted, to compare with [`subscribed_events`].
+    pub enabled_events: Vec<String>,
+}
+
+/// Reads the endpoint from Stripe: `None` when Stripe has no such endpoint
+/// (deleted).
+pub async fn observe(
+    stripe: &StripeClient,
+    endpoint: &str,
+) -> Result<Option<Observed>, StripeError> {
+    let found = match stripe
+        .get(&format!("/v1/webhook_endpoints/{endpoint}"), &json!({}))
+        .await
+    {
+        Ok(found) => found,
+        Err(e) if e.status() == Some(404) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut enabled_events: Vec<String> = found["enabled_events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.as_str().map(str::to_string))
+        .collect();
+    enabled_events.sort();
+    Ok(Some(Observed {
+        disabled: found["status"].as_str() == Some("disabled"),
+        url: found["url"].as_str().map(str::to_string),
+        api_version: found["api_version"].as_str().map(str::to_string),
+        enabled_events,
+    }))
+}
+
 /// Deletes this connection's endpoints in Stripe (found by their metadata)
 /// but `keep`. Best effort: a failure is logged, and the next sweep retries.
 pub async fn sweep_orphans(stripe: &StripeClient, connection_id: &str, keep: Option<&str>) {

@@ -3,7 +3,6 @@
 //! the reconciler last did and recovered, and the runs that need someone.
 
 use serde::Serialize;
-use serde_json::json;
 
 use super::{Result, endpoint, load};
 use crate::app::App;
@@ -105,25 +104,18 @@ pub async fn report(app: &App, id: &str) -> Result<ConnectionHealth> {
         }
         (WebhookMode::Managed, Some(endpoint_id)) => {
             let stripe = app.stripe_for(&c, &secrets.api_key);
-            match stripe
-                .get(&format!("/v1/webhook_endpoints/{endpoint_id}"), &json!({}))
-                .await
-            {
-                Ok(found) => {
-                    let disabled = found["status"].as_str() == Some("disabled");
-                    ep.status = if disabled { "disabled" } else { "enabled" };
-                    ep.url = found["url"].as_str().map(str::to_string);
-                    ep.api_version = found["api_version"].as_str().map(str::to_string);
-                    let mut enabled: Vec<String> = found["enabled_events"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|e| e.as_str().map(str::to_string))
-                        .collect();
-                    enabled.sort();
-                    ep.enabled_events_match = Some(enabled == wanted);
+            match endpoint::observe(&stripe, endpoint_id).await {
+                Ok(Some(found)) => {
+                    ep.status = if found.disabled {
+                        "disabled"
+                    } else {
+                        "enabled"
+                    };
+                    ep.url = found.url;
+                    ep.api_version = found.api_version;
+                    ep.enabled_events_match = Some(found.enabled_events == wanted);
                     ep.api_version_match = ep.api_version.as_deref().map(|v| v == c.api_version);
-                    if disabled {
+                    if found.disabled {
                         problems.push("Stripe disabled the endpoint".into());
                     }
                     if ep.enabled_events_match == Some(false) {
@@ -135,7 +127,7 @@ pub async fn report(app: &App, id: &str) -> Result<ConnectionHealth> {
                         );
                     }
                 }
-                Err(e) if e.status() == Some(404) => {
+                Ok(None) => {
                     ep.status = "deleted";
                     problems.push("the endpoint was deleted in Stripe".into());
                 }

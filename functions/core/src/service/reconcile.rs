@@ -511,14 +511,7 @@ async fn repair(
     }
     let secrets = locked.secrets()?.clone();
     let stripe = app.stripe_for(&c, &secrets.api_key);
-    let found = match stripe
-        .get(&format!("/v1/webhook_endpoints/{endpoint_id}"), &json!({}))
-        .await
-    {
-        Ok(found) => Some(found),
-        Err(e) if e.status() == Some(404) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let found = endpoint::observe(&stripe, &endpoint_id).await?;
     let Some(found) = found else {
         tracing::warn!(connection = %c.id, endpoint = %endpoint_id, "managed endpoint deleted in Stripe; recreating");
         let key = format!("stripe-connector-endpoint-{}-v{}", c.id, c.version);
@@ -530,7 +523,7 @@ async fn repair(
         endpoint::sweep_orphans(&stripe, &c.id, Some(&id)).await;
         return Ok(repairs);
     };
-    let version = found["api_version"].as_str();
+    let version = found.api_version.as_deref();
     if version.is_some_and(|v| v != c.api_version) {
         // An endpoint's version cannot be changed in place: replaced, as an
         // upgrade replaces it (the new one first, then the old one goes).
@@ -553,16 +546,9 @@ async fn repair(
         locked.save().await?;
         return Ok(repairs);
     }
-    let disabled = found["status"].as_str() == Some("disabled");
-    let mut enabled: Vec<String> = found["enabled_events"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.as_str().map(str::to_string))
-        .collect();
-    enabled.sort();
-    let events_drift = enabled != events;
-    let url_drift = found["url"].as_str() != Some(url.as_str());
+    let disabled = found.disabled;
+    let events_drift = found.enabled_events != events;
+    let url_drift = found.url.as_deref() != Some(url.as_str());
     if !disabled && !events_drift && !url_drift {
         return Ok(repairs);
     }

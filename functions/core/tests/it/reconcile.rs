@@ -267,6 +267,16 @@ impl Env {
             .collect()
     }
 
+    /// `PUT …/api-version`.
+    async fn set_version(&self, version: &str) -> (u16, Value) {
+        self.call(
+            "PUT",
+            &format!("/connections/{}/api-version", self.conn),
+            Some(json!({ "api_version": version })),
+        )
+        .await
+    }
+
     async fn health(&self) -> Value {
         let (s, h) = self
             .call("GET", &format!("/connections/{}/health", self.conn), None)
@@ -665,10 +675,7 @@ async fn an_api_version_upgrade_loses_and_duplicates_nothing_and_resumes_after_a
     // request fails with the upgrade recorded halfway.
     env.stripe.state.lock().unwrap().fail_deletes = 100;
     env.clock.set(T0 + 100);
-    let uri = format!("/connections/{}/api-version", env.conn);
-    let (s, e) = env
-        .call("PUT", &uri, Some(json!({"api_version": "2024-06-20"})))
-        .await;
+    let (s, e) = env.set_version("2024-06-20").await;
     assert_eq!(s, 502, "{e}");
     let endpoints = env.stripe.endpoints();
     assert_eq!(endpoints.len(), 2, "old and new deliver side by side");
@@ -679,9 +686,7 @@ async fn an_api_version_upgrade_loses_and_duplicates_nothing_and_resumes_after_a
     assert_eq!(h["upgrade"]["to"], "2024-06-20", "{h}");
     assert_eq!(h["status"], "attention");
     // Another version meanwhile: finish this one first.
-    let (s, e) = env
-        .call("PUT", &uri, Some(json!({"api_version": "2025-01-27"})))
-        .await;
+    let (s, e) = env.set_version("2025-01-27").await;
     assert_eq!(
         (s, e["error"]["type"].as_str()),
         (409, Some("upgrade_in_progress")),
@@ -741,9 +746,7 @@ async fn an_api_version_upgrade_loses_and_duplicates_nothing_and_resumes_after_a
         .event("evt_up4", "invoice.created", T0 + 610, "in_4");
     assert_eq!(env.deliver(&e4).await.len(), 1);
     // The same PUT again changes nothing.
-    let (s, _) = env
-        .call("PUT", &uri, Some(json!({"api_version": "2024-06-20"})))
-        .await;
+    let (s, _) = env.set_version("2024-06-20").await;
     assert_eq!(s, 200);
     assert_eq!(env.stripe.endpoints().len(), 1);
 
@@ -777,13 +780,7 @@ async fn an_upgrade_needs_a_free_endpoint_and_changes_nothing_without_one() {
         }
     }
     let before = env.store.get_connection(&env.conn).await.unwrap().unwrap();
-    let (s, e) = env
-        .call(
-            "PUT",
-            &format!("/connections/{}/api-version", env.conn),
-            Some(json!({"api_version": "2024-06-20"})),
-        )
-        .await;
+    let (s, e) = env.set_version("2024-06-20").await;
     assert_eq!(
         (s, e["error"]["type"].as_str()),
         (409, Some("webhook_endpoint_limit")),
@@ -795,13 +792,7 @@ async fn an_upgrade_needs_a_free_endpoint_and_changes_nothing_without_one() {
     assert_eq!(after.webhook_endpoint_id, before.webhook_endpoint_id);
     assert_eq!(env.stripe.endpoints().len(), 16);
     // A malformed version is refused before anything.
-    let (s, e) = env
-        .call(
-            "PUT",
-            &format!("/connections/{}/api-version", env.conn),
-            Some(json!({"api_version": "yesterday"})),
-        )
-        .await;
+    let (s, e) = env.set_version("yesterday").await;
     assert_eq!(
         (s, e["error"]["param"].as_str()),
         (400, Some("api_version")),
