@@ -267,6 +267,18 @@ impl Env {
             .collect()
     }
 
+    /// A workflow on `trigger` delivering to the target server's `path`.
+    async fn workflow(&self, trigger: &str, path: &str) {
+        let (s, w) = self
+            .call(
+                "POST",
+                &format!("/connections/{}/workflows", self.conn),
+                Some(json!({"trigger": trigger, "target": {"url": format!("{}{path}", self.target.uri())}})),
+            )
+            .await;
+        assert_eq!(s, 201, "{w}");
+    }
+
     /// `PUT …/api-version`.
     async fn set_version(&self, version: &str) -> (u16, Value) {
         self.call(
@@ -321,14 +333,7 @@ async fn missed_events_are_recovered_once_and_run_once_while_live_ones_keep_arri
     env.run_all().await;
     // A workflow made after the outage was never owed its events.
     env.clock.set(T0 + 50);
-    let (s, w) = env
-        .call(
-            "POST",
-            &format!("/connections/{}/workflows", env.conn),
-            Some(json!({"trigger": "invoice.created", "target": {"url": format!("{}/late", env.target.uri())}})),
-        )
-        .await;
-    assert_eq!(s, 201, "{w}");
+    env.workflow("invoice.created", "/late").await;
 
     // Ten minutes on: two reconcilers at once (two containers, one store),
     // while a live delivery arrives.
@@ -458,16 +463,9 @@ async fn missed_events_are_recovered_once_and_run_once_while_live_ones_keep_arri
 #[tokio::test]
 async fn many_types_go_twenty_a_request_and_a_long_outage_is_read_over_several_passes() {
     let env = env(200).await;
-    let (s, w) = env
-        .call(
-            "POST",
-            &format!("/connections/{}/workflows", env.conn),
-            Some(json!({"trigger": "*", "target": {"url": format!("{}/all", env.target.uri())}})),
-        )
-        .await;
-    assert_eq!(s, 201, "{w}");
-    // 2,600 missed events over a day: more than one pass reads (5,000 a
-    // pass at 100 a page, but the failed-delivery pass takes half).
+    env.workflow("*", "/all").await;
+    // 2,600 missed events over a day: more than one pass reads, as the
+    // connection's test budget (20 requests a second) bounds each pass.
     for i in 0..2600 {
         env.stripe.event(
             &format!("evt_many{i:05}"),
@@ -708,14 +706,7 @@ async fn an_api_version_upgrade_loses_and_duplicates_nothing_and_resumes_after_a
     env.stripe
         .event("evt_up3", "invoice.created", T0 + 120, "in_3");
     // A workflow on another trigger meanwhile: the endpoint in use follows.
-    let (s, w) = env
-        .call(
-            "POST",
-            &format!("/connections/{}/workflows", env.conn),
-            Some(json!({"trigger": "customer.created", "target": {"url": format!("{}/customers", env.target.uri())}})),
-        )
-        .await;
-    assert_eq!(s, 201, "{w}");
+    env.workflow("customer.created", "/customers").await;
 
     // The reconciler finishes the upgrade (Stripe works again) and
     // recovers what was lost.
@@ -911,4 +902,36 @@ async fn alert_targets_follow_the_target_rules_and_the_secret_is_shown_once() {
     assert!(h["alerts_url"].as_str().unwrap().ends_with("/alerts"));
     let debug = format!("{:?}", env.store.get_connection(&env.conn).await.unwrap());
     assert!(!debug.contains(&env.alert_secret), "{debug}");
+}
+
+/// A manual connection's endpoint is its user's: an upgrade changes the
+/// version of the connector's own calls and makes no endpoint.
+#[tokio::test]
+async fn a_manual_connections_upgrade_changes_only_its_calls() {
+    let env = env(200).await;
+    let (s, c) = env
+        .call(
+            "POST",
+            "/connections",
+            Some(json!({"name": "Manual", "api_key": "sk_test_manual",
+                        "webhook": {"mode": "manual", "secret": "whsec_manualsecret"}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().unwrap();
+    let (s, out) = env
+        .call(
+            "PUT",
+            &format!("/connections/{id}/api-version"),
+            Some(json!({"api_version": "2024-06-20"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{out}");
+    assert_eq!(out["api_version"], "2024-06-20");
+    assert_eq!(env.stripe.endpoints().len(), 1, "only the managed one's");
+    let h = env
+        .call("GET", &format!("/connections/{id}/health"), None)
+        .await
+        .1;
+    assert_eq!(h["endpoint"]["status"], "manual", "{h}");
 }
