@@ -12,6 +12,12 @@
 //! each per batch, `--batch`). Durations per invocation come from the flags
 //! (`--ingest-ms`, `--fanout-ms`, `--executor-ms`: warm medians measured by
 //! `infra/bench.sh coldstart`).
+//!
+//! Then the reconciler: one steady-state pass of a managed connection (its
+//! endpoint read from a Stripe stub and found whole, its event list empty),
+//! recorded the same way, priced per connection per month at one pass
+//! every 5 minutes (`--reconcile-ms`: one pass's duration, most of it
+//! waiting on Stripe; 4 passes share an invocation's time).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +41,8 @@ use serde_json::json;
 const CONN: &str = "conn_costmodel00000000000001";
 const SECRET: &str = "whsec_costmodel000000000000000";
 const PREFIX: &str = "costmodel/";
+const MANAGED: &str = "conn_costmodelmanaged0000001";
+const MANAGED_URL: &str = "https://hooks.example/webhooks/conn_costmodelmanaged0000001";
 
 /// us-east-1 list prices, November 2026.
 const HTTP_API_PER_MILLION: f64 = 1.00;
@@ -52,6 +60,15 @@ fn flag(name: &str, default: f64) -> f64 {
         .nth(1)
         .map(|v| v.parse().expect("a number"))
         .unwrap_or(default)
+}
+
+/// A clock the model moves (the in-memory one is a test utility).
+struct SetClock(std::sync::atomic::AtomicI64);
+
+impl connector_core::ports::Clock for SetClock {
+    fn now(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 #[derive(Default, Debug)]
@@ -111,6 +128,26 @@ async fn main() {
         .await
         .expect("table");
     let target = serve(|_req| async { reply(200, "{}") }).await;
+    // Stripe for the reconciler: the managed endpoint as it should be, and
+    // no event missed (steady state). Counts its requests.
+    let stripe_requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = stripe_requests.clone();
+    let stripe = serve(move |req| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            if req.uri().path().starts_with("/v1/webhook_endpoints/") {
+                reply(
+                    200,
+                    json!({"id": "we_cost", "status": "enabled", "url": MANAGED_URL,
+                           "enabled_events": ["invoice.created"], "api_version": "2023-08-16"})
+                    .to_string(),
+                )
+            } else {
+                reply(200, r#"{"object": "list", "data": [], "has_more": false}"#)
+            }
+        }
+    })
+    .await;
 
     // The set-up, not recorded: a connection, its secrets, one workflow.
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone());
@@ -143,6 +180,34 @@ async fn main() {
             created_at: 0,
             updated_at: 0,
             version: 0,
+            ..Default::default()
+        })
+        .await
+        .expect("connection");
+    SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk), PREFIX)
+        .put_secrets(
+            MANAGED,
+            &ConnectionSecrets {
+                api_key: SecretString::from("sk_test_cost".to_string()),
+                webhook_secrets: vec![SecretString::from(SECRET.to_string())],
+                target_secrets: Default::default(),
+            },
+        )
+        .await
+        .expect("secrets");
+    store
+        .insert_connection(&Connection {
+            id: MANAGED.into(),
+            name: "cost managed".into(),
+            account_id: "acct_cost".into(),
+            livemode: false,
+            api_version: "2023-08-16".into(),
+            webhook_mode: WebhookMode::Managed,
+            webhook_endpoint_id: Some("we_cost".into()),
+            webhook_url: Some(MANAGED_URL.into()),
+            triggers: vec!["invoice.created".into()],
+            created_at: now_secs() - 3600,
+            updated_at: 0,
             ..Default::default()
         })
         .await
@@ -189,7 +254,9 @@ async fn main() {
         visibility: None,
     };
     let (t, p) = (table.clone(), PREFIX.to_string());
+    let stripe_base = format!("http://{stripe}");
     let config = Config::from_lookup(|k| match k {
+        "STRIPE_API_BASE" => Some(stripe_base.clone()),
         "TABLE_NAME" => Some(t.clone()),
         "SECRET_PREFIX" => Some(p.clone()),
         // The target is a local stub.
@@ -205,10 +272,13 @@ async fn main() {
             .with_queue(queue.clone()),
     );
     let executor = Arc::new(
-        App::aws_clients(config, dynamo, secrets)
+        App::aws_clients(config.clone(), dynamo.clone(), secrets.clone())
             .expect("app")
             .with_queue(queue),
     );
+    let mut reconciler = App::aws_clients(config, dynamo, secrets).expect("app");
+    let clock = Arc::new(SetClock(std::sync::atomic::AtomicI64::new(now_secs())));
+    reconciler.clock = clock.clone();
 
     let mut indexed = HashMap::new();
     let mut rows = Vec::new();
@@ -364,5 +434,82 @@ async fn main() {
          without the cache it would be {:.2} $ per million events.",
         SECRETS_PER_MILLION_CALLS,
         cold_secrets as f64 * SECRETS_PER_MILLION_CALLS
+    );
+
+    // The reconciler: a first pass (cold, the cursor set), then the
+    // steady-state one measured.
+    let reconcile_ms = flag("--reconcile-ms", 300.0);
+    connector_core::service::reconcile::connection(&reconciler, MANAGED)
+        .await
+        .expect("pass");
+    recorder.take();
+    stripe_requests.store(0, std::sync::atomic::Ordering::SeqCst);
+    // Five minutes on, as the schedule runs it.
+    clock
+        .0
+        .store(now_secs() + 300, std::sync::atomic::Ordering::SeqCst);
+    let report = connector_core::service::reconcile::connection(&reconciler, MANAGED)
+        .await
+        .expect("pass");
+    assert!(
+        report.error.is_none() && report.repairs.is_empty(),
+        "{report:?}"
+    );
+    let pass = units(&recorder.take(), &mut indexed);
+    let stripe_calls = stripe_requests.load(std::sync::atomic::Ordering::SeqCst);
+    let passes = 30.0 * 24.0 * 12.0;
+    println!("\nThe reconciler, one steady-state pass of a managed connection with one trigger:\n");
+    println!("| calls | write units | read units | Secrets Manager calls | Stripe requests |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {} | {stripe_calls} |",
+        pass.calls
+            .iter()
+            .map(|(a, n)| format!("{n}× {a}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        pass.write_units,
+        pass.read_units,
+        pass.secrets_calls
+    );
+    let lines = [
+        (
+            "DynamoDB writes",
+            pass.write_units as f64,
+            DDB_WRITE_UNIT_PER_MILLION,
+        ),
+        (
+            "DynamoDB reads",
+            pass.read_units as f64,
+            DDB_READ_UNIT_PER_MILLION,
+        ),
+        (
+            "Secrets Manager calls (read fresh under the lease)",
+            pass.secrets_calls as f64,
+            SECRETS_PER_MILLION_CALLS,
+        ),
+        (
+            "Lambda duration, arm64 128 MB (4 passes at once)",
+            MEMORY_GB * reconcile_ms / 4.0 / 1000.0,
+            LAMBDA_ARM_GB_SECOND * 1e6,
+        ),
+    ];
+    println!(
+        "\nPer connection per month ({passes} passes, one every 5 minutes; {reconcile_ms} ms a pass):\n"
+    );
+    println!("| item | per pass | $ per connection per month |");
+    println!("|---|---|---|");
+    let mut total = 0.0;
+    for (name, qty, price) in lines {
+        let cost = qty * passes * price / 1e6;
+        total += cost;
+        println!("| {name} | {qty:.4} | {cost:.4} |");
+    }
+    println!("| **total** | | **{total:.4}** |");
+    println!(
+        "\nPlus the schedule's own invocations: {passes} a month for the whole stack \
+         (${:.4}), and {stripe_calls} Stripe requests a pass ({:.0} a month per connection).",
+        passes * LAMBDA_REQUEST_PER_MILLION / 1e6,
+        stripe_calls as f64 * passes
     );
 }

@@ -34,8 +34,9 @@ pub struct Locked<'a> {
     pub secrets: Option<ConnectionSecrets>,
 }
 
-/// Waits for the connection's lease (up to [`WAIT`]), then reads it fresh.
-async fn lock<'a>(app: &'a App, id: &str) -> Result<Locked<'a>> {
+/// Waits for the connection's lease (up to [`WAIT`]), then reads it fresh,
+/// with its secrets when `with_secrets`.
+async fn lock<'a>(app: &'a App, id: &str, with_secrets: bool) -> Result<Locked<'a>> {
     let owner = ids::new_id("lease_");
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(5);
@@ -58,10 +59,13 @@ async fn lock<'a>(app: &'a App, id: &str) -> Result<Locked<'a>> {
         tokio::time::sleep(pause + jitter).await;
         pause = (pause * 2).min(Duration::from_millis(200));
     }
-    let (connection, secrets) = tokio::join!(
-        app.connections.get_connection(id),
-        app.secrets.get_secrets_fresh(id)
-    );
+    let (connection, secrets) = tokio::join!(app.connections.get_connection(id), async {
+        if with_secrets {
+            app.secrets.get_secrets_fresh(id).await
+        } else {
+            Ok(None)
+        }
+    });
     let locked = match (connection, secrets) {
         (Ok(Some(connection)), Ok(secrets)) => Locked {
             app,
@@ -86,7 +90,21 @@ pub async fn with_lock<T>(
     id: &str,
     change: impl AsyncFnOnce(&mut Locked<'_>) -> Result<T>,
 ) -> Result<T> {
-    let mut locked = lock(app, id).await?;
+    let mut locked = lock(app, id, true).await?;
+    let result = change(&mut locked).await;
+    locked.release().await;
+    result
+}
+
+/// As [`with_lock`], for a change of the connection record alone: its
+/// secrets are not read (`Locked::secrets` is `None`), which saves a
+/// Secrets Manager call where none is needed.
+pub async fn with_record_lock<T>(
+    app: &App,
+    id: &str,
+    change: impl AsyncFnOnce(&mut Locked<'_>) -> Result<T>,
+) -> Result<T> {
+    let mut locked = lock(app, id, false).await?;
     let result = change(&mut locked).await;
     locked.release().await;
     result

@@ -27,7 +27,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::lock::{Locked, with_lock};
+use super::lock::{Locked, with_lock, with_record_lock};
 use super::{Error, Result, alerts, endpoint, ingest, upgrade};
 use crate::app::App;
 use crate::metrics::Measure;
@@ -191,7 +191,7 @@ async fn pass(app: &App, id: &str, max_pages: usize) -> Result<PassReport> {
     // 3. The record: the cursor only ever moves forward (another pass may
     // have gone further meanwhile).
     let now = app.clock.now();
-    let saved = with_lock(app, id, async |locked| {
+    let saved = with_record_lock(app, id, async |locked| {
         let state = &mut locked.connection.reconcile;
         state.cursor = Some(state.cursor.map_or(walked.cursor, |c| c.max(walked.cursor)));
         state.window_secs = Some(walked.window);
