@@ -54,6 +54,25 @@ pub struct Connection {
     /// them may still be on their way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retire_secrets_at: Option<i64>,
+    /// Notices the alert target did not take, waiting for the reconciler's
+    /// next try ([`crate::service::alerts`]); a few at most.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_alerts: Vec<PendingAlert>,
+}
+
+/// A notice waiting for another try: sent again with the same id and
+/// payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingAlert {
+    /// Its `webhook-id`.
+    pub id: String,
+    pub kind: String,
+    pub data: serde_json::Value,
+    /// When it happened (the payload's `timestamp`).
+    pub at: i64,
+    /// Tries by reconcile passes so far.
+    #[serde(default)]
+    pub tries: u32,
 }
 
 /// A connection's alert target: notices are POSTed to `url`, signed with

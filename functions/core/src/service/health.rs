@@ -26,6 +26,8 @@ pub struct ConnectionHealth {
     pub upgrade: Option<Upgrade>,
     /// Where notices go (`null`: nowhere).
     pub alerts_url: Option<String>,
+    /// Notices the alert target has not taken yet, tried again each pass.
+    pub alerts_waiting: usize,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -194,6 +196,12 @@ pub async fn report(app: &App, id: &str) -> Result<ConnectionHealth> {
                 .into(),
         );
     }
+    if !c.pending_alerts.is_empty() {
+        problems.push(format!(
+            "{} alerts wait for the alert target to take them",
+            c.pending_alerts.len()
+        ));
+    }
     if c.upgrade.is_some() {
         problems.push("an API-version upgrade is unfinished: PUT …/api-version again".into());
     }
@@ -219,5 +227,6 @@ pub async fn report(app: &App, id: &str) -> Result<ConnectionHealth> {
         runs,
         upgrade: c.upgrade.clone(),
         alerts_url: c.alerts.as_ref().map(|a| a.url.clone()),
+        alerts_waiting: c.pending_alerts.len(),
     })
 }

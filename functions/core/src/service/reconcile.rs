@@ -62,8 +62,11 @@ pub const MAX_FAILED_PAGES: usize = 5;
 pub const MAX_WINDOW_BYTES: usize = 16 << 20;
 /// Gaps kept on the record.
 const MAX_GAPS: usize = 5;
-/// Recovered event ids named in one `events.recovered` notice.
+/// Recovered event ids a pass names (its answer, and its notice).
 const MAX_NAMED: usize = 100;
+/// … of which a notice carries the first (it may wait on the connection
+/// record for another try: it stays small).
+const MAX_NAMED_IN_NOTICE: usize = 20;
 
 /// What one pass of one connection did (`POST /connections/{id}/reconcile`,
 /// and the scheduled function's log).
@@ -218,7 +221,7 @@ async fn pass(app: &App, id: &str, max_pages: usize) -> Result<PassReport> {
             key: format!("{now}/{}", report.recovered_ids.first().map_or("", |s| s)),
             data: json!({
                 "count": report.recovered,
-                "event_ids": report.recovered_ids,
+                "event_ids": report.recovered_ids.iter().take(MAX_NAMED_IN_NOTICE).collect::<Vec<_>>(),
             }),
         });
     }
@@ -226,6 +229,8 @@ async fn pass(app: &App, id: &str, max_pages: usize) -> Result<PassReport> {
         app.metrics.record(Measure::EventGap);
         tracing::error!(connection = %id, from = gap.from, to = gap.to, "events older than Stripe's 30 days were never read: a gap");
     }
+    // Notices that waited for another try first, then this pass's.
+    alerts::retry_pending(app, &saved).await;
     for n in notices {
         alerts::notify(app, &saved, n.kind, &n.key, n.data).await;
     }

@@ -935,3 +935,53 @@ async fn a_manual_connections_upgrade_changes_only_its_calls() {
         .1;
     assert_eq!(h["endpoint"]["status"], "manual", "{h}");
 }
+
+/// An alert target that is down when a run dies: the notice waits on the
+/// connection, health says so, and the next pass delivers it once, with
+/// the id and payload of the first try.
+#[tokio::test]
+async fn an_alert_the_target_did_not_take_is_delivered_by_the_next_pass() {
+    let env = env(400).await;
+    env.alerts.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&env.alerts)
+        .await;
+    let e = env
+        .stripe
+        .event("evt_waits", "invoice.created", T0 + 10, "in_w");
+    env.deliver(&e).await;
+    env.run_all().await;
+    let tried = env.alerts.received_requests().await.unwrap();
+    assert_eq!(
+        tried.len() as u32,
+        connector_core::service::alerts::ATTEMPTS
+    );
+    let id = tried[0].headers.get("webhook-id").unwrap().clone();
+    let body = tried[0].body.clone();
+    assert!(
+        tried
+            .iter()
+            .all(|r| r.headers.get("webhook-id") == Some(&id) && r.body == body)
+    );
+    let h = env.health().await;
+    assert_eq!(h["alerts_waiting"], 1, "{h}");
+    assert_eq!(h["status"], "attention");
+
+    // The target is back: the next pass delivers it, once.
+    env.alerts.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&env.alerts)
+        .await;
+    env.clock.set(T0 + 300);
+    env.pass().await;
+    env.clock.set(T0 + 600);
+    env.pass().await;
+    let dead = env.alerts_of("run.dead").await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let delivered = env.alerts.received_requests().await.unwrap();
+    assert_eq!(delivered[0].headers.get("webhook-id"), Some(&id));
+    assert_eq!(delivered[0].body, body, "the same payload as the first try");
+    assert_eq!(env.health().await["alerts_waiting"], 0);
+}
