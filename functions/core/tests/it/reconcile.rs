@@ -954,7 +954,7 @@ async fn an_alert_the_target_did_not_take_is_delivered_by_the_next_pass() {
     env.run_all().await;
     let tried = env.alerts.received_requests().await.unwrap();
     assert_eq!(
-        tried.len() as u32,
+        u32::try_from(tried.len()).unwrap(),
         connector_core::service::alerts::ATTEMPTS
     );
     let id = tried[0].headers.get("webhook-id").unwrap().clone();
