@@ -119,6 +119,11 @@ impl Respond for Responder {
                 {
                     return ResponseTemplate::new(200).set_body_json(seen.clone());
                 }
+                // A version Stripe does not have (the fake knows none
+                // after 2030).
+                if one(&form, "api_version").is_some_and(|v| v > "2030") {
+                    return error(400, "Invalid api_version");
+                }
                 if s.endpoints.len() >= MAX_ENDPOINTS {
                     return error(
                         400,

@@ -108,6 +108,18 @@ pub async fn begin(
     locked.save().await
 }
 
+/// Whether Stripe refused to make the endpoint (so none was made): the
+/// 16-endpoint limit, or a 4xx other than 429.
+fn refused(e: &Error) -> bool {
+    match e {
+        Error::Conflict { .. } => true,
+        Error::Stripe(e) => e
+            .status()
+            .is_some_and(|s| (400..500).contains(&s) && s != 429),
+        _ => false,
+    }
+}
+
 /// Steps 2 to 4, from wherever the recorded upgrade stopped.
 pub async fn advance(app: &App, locked: &mut Locked<'_>, url: &str) -> Result<()> {
     let Some(mut upgrade) = locked.connection.upgrade.clone() else {
@@ -130,13 +142,17 @@ pub async fn advance(app: &App, locked: &mut Locked<'_>, url: &str) -> Result<()
                 locked.connection.upgrade = Some(upgrade.clone());
                 locked.save().await?;
             }
-            Err(e @ Error::Conflict { .. }) => {
-                // No room for a second endpoint: nothing was made; the
-                // connection stays as it was.
+            Err(e) if refused(&e) => {
+                // Stripe said no (no room for a second endpoint, a version
+                // it does not know): nothing was made, the connection stays
+                // as it was, and another version may be asked for.
                 locked.connection.upgrade = None;
                 locked.save().await?;
                 return Err(e);
             }
+            // No answer, or Stripe failed: the endpoint may exist. The
+            // upgrade stays recorded; its next try carries the same
+            // idempotency key and gets the same endpoint back.
             Err(e) => return Err(e),
         }
     }

@@ -782,6 +782,21 @@ async fn an_upgrade_needs_a_free_endpoint_and_changes_nothing_without_one() {
     assert!(after.upgrade.is_none());
     assert_eq!(after.webhook_endpoint_id, before.webhook_endpoint_id);
     assert_eq!(env.stripe.endpoints().len(), 16);
+    // A version Stripe refuses: nothing made, and another may be asked for.
+    env.stripe
+        .state
+        .lock()
+        .unwrap()
+        .endpoints
+        .retain(|id, _| !id.starts_with("we_someoneelse"));
+    let (s, e) = env.set_version("2099-01-01").await;
+    assert_eq!(s / 100, 4, "{e}");
+    let after = env.store.get_connection(&env.conn).await.unwrap().unwrap();
+    assert!(after.upgrade.is_none(), "{after:?}");
+    assert_eq!(env.stripe.endpoints().len(), 1);
+    let (s, e) = env.set_version("2024-06-20").await;
+    assert_eq!(s, 200, "{e}");
+    assert_eq!(env.stripe.endpoints()[0].api_version, "2024-06-20");
     // A malformed version is refused before anything.
     let (s, e) = env.set_version("yesterday").await;
     assert_eq!(
