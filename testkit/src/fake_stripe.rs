@@ -306,6 +306,12 @@ impl FakeStripe {
             .collect()
     }
 
+    /// Changes an endpoint as someone in the Dashboard (or Stripe) would.
+    pub fn edit_endpoint(&self, id: &str, change: impl FnOnce(&mut Endpoint)) {
+        let mut s = self.state.lock().unwrap();
+        change(s.endpoints.get_mut(id).expect("no such endpoint"));
+    }
+
     pub fn endpoint(&self, id: &str) -> Option<Endpoint> {
         self.state.lock().unwrap().endpoints.get(id).cloned()
     }

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test or harness: failing loudly is the point
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use connector_core::adapters::local_queue::LocalQueue;
 use connector_core::adapters::memory::{FixedClock, MemorySecrets, MemoryStore};
@@ -17,7 +16,6 @@ use connector_core::model::{
 use connector_core::ports::{
     ConnectionStore, EventStore, RunQuery, RunStore, SecretStore, StoreError, WorkflowStore,
 };
-use connector_core::stripe::StripeSettings;
 use connector_core::workflow::engine::{Engine, LEASE_SECS, Outcome};
 use connector_core::workflow::run::{RetryPolicy, Run, RunStatus, StepRecord};
 use connector_core::workflow::{signing, step_idempotency_key};
@@ -74,14 +72,7 @@ async fn env_config(allow_private: bool, settings: &[(&str, &str)]) -> Env {
         secrets.clone(),
         clock.clone(),
     )
-    .with_stripe_settings(StripeSettings {
-        api_base: stripe.uri(),
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(5),
-        // A `Retry-After` is left to the engine (the run is put back).
-        max_retry_after: Duration::from_millis(1),
-        ..StripeSettings::default()
-    })
+    .with_stripe_settings(crate::support::fast_stripe(stripe.uri()))
     .with_queue(queue.clone())
     .with_metrics(metrics.clone());
     store

@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use connector_core::adapters::local_queue::LocalQueue;
 use connector_core::adapters::memory::{FixedClock, MemorySecrets, MemoryStore};
@@ -11,7 +10,6 @@ use connector_core::api::{Routes, handle};
 use connector_core::app::App;
 use connector_core::config::Config;
 use connector_core::metrics::{Measure, MemoryMetrics};
-use connector_core::stripe::StripeSettings;
 use connector_core::workflow::engine::Engine;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -41,13 +39,7 @@ async fn env() -> Env {
         Arc::new(MemorySecrets::default()),
         clock,
     )
-    .with_stripe_settings(StripeSettings {
-        api_base: stripe.uri(),
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(5),
-        max_retry_after: Duration::from_millis(1),
-        ..StripeSettings::default()
-    })
+    .with_stripe_settings(crate::support::fast_stripe(stripe.uri()))
     .with_metrics(metrics.clone())
     .with_queue(queue.clone());
     Env {

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use connector_core::adapters::local_queue::LocalQueue;
@@ -19,7 +18,6 @@ use connector_core::config::Config;
 use connector_core::metrics::{Measure, MemoryMetrics};
 use connector_core::ports::{Clock, ConnectionStore, EventQuery, RunRef};
 use connector_core::service::reconcile::{self, PassReport, STRIPE_RETENTION_SECS};
-use connector_core::stripe::StripeSettings;
 use connector_core::workflow::engine::Engine;
 use connector_core::workflow::signing;
 use serde_json::{Value, json};
@@ -66,13 +64,7 @@ fn app_on(
         secrets.clone(),
         clock.clone(),
     )
-    .with_stripe_settings(StripeSettings {
-        api_base: stripe.uri(),
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(5),
-        max_retry_after: Duration::from_millis(1),
-        ..StripeSettings::default()
-    })
+    .with_stripe_settings(crate::support::fast_stripe(stripe.uri()))
     .with_queue(queue.clone())
     .with_metrics(metrics.clone());
     (app, queue)
@@ -559,14 +551,7 @@ async fn a_disabled_a_drifted_and_a_deleted_endpoint_are_repaired() {
     let old_secret = env.stripe.endpoint(&first).unwrap().secret;
 
     // Stripe disabled it (days of failed deliveries).
-    env.stripe
-        .state
-        .lock()
-        .unwrap()
-        .endpoints
-        .get_mut(&first)
-        .unwrap()
-        .disabled = true;
+    env.stripe.edit_endpoint(&first, |e| e.disabled = true);
     assert_eq!(env.health().await["endpoint"]["status"], "disabled");
     env.clock.set(T0 + 300);
     let r = env.pass().await;
@@ -582,14 +567,9 @@ async fn a_disabled_a_drifted_and_a_deleted_endpoint_are_repaired() {
     assert_eq!(env.alerts_of("endpoint.repaired").await.len(), 1);
 
     // Someone changed its events in the dashboard.
-    env.stripe
-        .state
-        .lock()
-        .unwrap()
-        .endpoints
-        .get_mut(&first)
-        .unwrap()
-        .enabled_events = vec!["customer.created".into()];
+    env.stripe.edit_endpoint(&first, |e| {
+        e.enabled_events = vec!["customer.created".into()];
+    });
     let r = env.pass().await;
     assert_eq!(r.repairs[0].problem, "enabled_events");
     assert_eq!(

@@ -4,14 +4,12 @@
 //! of steps, in the shape each action answers.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use connector_core::adapters::memory::{FixedClock, MemorySecrets, MemoryStore};
 use connector_core::app::App;
 use connector_core::config::Config;
 use connector_core::model::{Connection, ConnectionSecrets, StoredEvent, WebhookMode};
 use connector_core::ports::{ConnectionStore, EventStore, SecretStore};
-use connector_core::stripe::StripeSettings;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
@@ -36,13 +34,7 @@ async fn env() -> Env {
         secrets.clone(),
         Arc::new(FixedClock::at(T)),
     )
-    .with_stripe_settings(StripeSettings {
-        api_base: stripe.uri(),
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(5),
-        max_retry_after: Duration::from_millis(1),
-        ..StripeSettings::default()
-    });
+    .with_stripe_settings(crate::support::fast_stripe(stripe.uri()));
     store
         .insert_connection(&Connection {
             id: CONN.into(),

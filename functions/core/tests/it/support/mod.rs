@@ -68,3 +68,15 @@ pub async fn call(
         serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// How the tests' apps talk to a Stripe fake at `api_base`: retries at
+/// once (milliseconds of backoff), a `Retry-After` not waited for.
+pub fn fast_stripe(api_base: String) -> connector_core::stripe::StripeSettings {
+    connector_core::stripe::StripeSettings {
+        api_base,
+        initial_backoff: std::time::Duration::from_millis(1),
+        max_backoff: std::time::Duration::from_millis(5),
+        max_retry_after: std::time::Duration::from_millis(1),
+        ..connector_core::stripe::StripeSettings::default()
+    }
+}
