@@ -90,10 +90,7 @@ pub async fn with_lock<T>(
     id: &str,
     change: impl AsyncFnOnce(&mut Locked<'_>) -> Result<T>,
 ) -> Result<T> {
-    let mut locked = lock(app, id, true).await?;
-    let result = change(&mut locked).await;
-    locked.release().await;
-    result
+    under_lease(app, id, true, change).await
 }
 
 /// As [`with_lock`], for a change of the connection record alone: its
@@ -104,7 +101,16 @@ pub async fn with_record_lock<T>(
     id: &str,
     change: impl AsyncFnOnce(&mut Locked<'_>) -> Result<T>,
 ) -> Result<T> {
-    let mut locked = lock(app, id, false).await?;
+    under_lease(app, id, false, change).await
+}
+
+async fn under_lease<T>(
+    app: &App,
+    id: &str,
+    with_secrets: bool,
+    change: impl AsyncFnOnce(&mut Locked<'_>) -> Result<T>,
+) -> Result<T> {
+    let mut locked = lock(app, id, with_secrets).await?;
     let result = change(&mut locked).await;
     locked.release().await;
     result
