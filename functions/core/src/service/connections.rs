@@ -122,7 +122,12 @@ fn check_webhook_secret(secret: &SecretString, param: &str) -> Result<SecretStri
     Ok(SecretString::from(s.to_string()))
 }
 
-/// `YYYY-MM-DD`, optionally `.name` in lowercase letters (`2024-09-30.acacia`).
+/// The longest API version taken: Stripe's are a date and a short name
+/// (`2024-09-30.acacia`).
+const MAX_API_VERSION_LEN: usize = 40;
+
+/// `YYYY-MM-DD`, optionally `.name` in lowercase letters (`2024-09-30.acacia`),
+/// at most [`MAX_API_VERSION_LEN`] bytes.
 /// Checked byte by byte: no input, however malformed, is sliced.
 pub(crate) fn check_api_version(v: &str) -> Result<()> {
     let b = v.as_bytes();
@@ -139,7 +144,7 @@ pub(crate) fn check_api_version(v: &str) -> Result<()> {
         Some([b'.', name @ ..]) => !name.is_empty() && name.iter().all(u8::is_ascii_lowercase),
         Some(_) => false,
     };
-    if !date || !suffix_ok {
+    if !date || !suffix_ok || b.len() > MAX_API_VERSION_LEN {
         return Err(InvalidInput::at(
             "api_version",
             "api_version must be a Stripe API version such as 2023-08-16",

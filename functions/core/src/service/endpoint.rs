@@ -99,12 +99,19 @@ pub async fn sync(app: &App, locked: &mut Locked<'_>, base_url: &str) -> Result<
             Err(e) => return Err(e.into()),
         }
     }
-    let key = format!("stripe-connector-endpoint-{}-v{}", c.id, c.version);
+    let key = creation_key(&c);
     let replacing = c.webhook_endpoint_id.is_some();
     let id = create(app, locked, &url, &events, &c.api_version, &key, replacing).await?;
     locked.connection.webhook_endpoint_id = Some(id.clone());
     sweep_orphans(&stripe, &c.id, Some(&id)).await;
     Ok(())
+}
+
+/// The idempotency key of a managed endpoint's creation: the connection
+/// and its version, so a retry of the same change gets the same endpoint
+/// (and its secret) back from Stripe within its 24 h.
+pub fn creation_key(c: &Connection) -> String {
+    format!("stripe-connector-endpoint-{}-v{}", c.id, c.version)
 }
 
 /// Creates a managed endpoint for `url` at `api_version` and stores its

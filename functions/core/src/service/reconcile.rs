@@ -172,41 +172,53 @@ async fn pass(app: &App, id: &str, max_pages: usize) -> Result<PassReport> {
     };
     // 1. The endpoint, under the lease.
     let mut notices = Vec::new();
+    // What the connection subscribes to, read once for the pass: what the
+    // endpoint must carry and which events the sweep asks for.
     let repaired = with_lock(app, id, async |locked| {
-        let outcome = repair(app, locked, &mut notices).await;
+        let types = endpoint::subscribed_events(app, &locked.connection).await?;
+        let outcome = repair(app, locked, &types, &mut notices).await;
         Ok((
             outcome,
             locked.connection.clone(),
             locked.secrets()?.clone(),
+            types,
         ))
     })
     .await?;
-    let (outcome, c, secrets) = repaired;
+    let (outcome, c, secrets, types) = repaired;
     let mut errors = Vec::new();
     match outcome {
         Ok(repairs) => report.repairs = repairs,
         Err(e) => errors.push(format!("endpoint: {e}")),
     }
     // 2. The events, without it.
-    let walked = catch_up(app, &c, &secrets, max_pages, &mut report).await;
+    let walked = catch_up(app, &c, &secrets, &types, max_pages, &mut report).await;
     errors.extend(walked.error.iter().map(|e| format!("events: {e}")));
     report.error = (!errors.is_empty()).then(|| errors.join("; "));
     // 3. The record: the cursor only ever moves forward (another pass may
     // have gone further meanwhile).
     let now = app.clock.now();
+    let mut gap_found = report.gap.is_some();
     let saved = with_record_lock(app, id, async |locked| {
         let state = &mut locked.connection.reconcile;
-        state.cursor = Some(state.cursor.map_or(walked.cursor, |c| c.max(walked.cursor)));
+        let stored_cursor = state.cursor;
         state.window_secs = Some(walked.window);
         state.last_run_at = Some(now);
         state.last_recovered = report.recovered;
         state.recovered_total += u64::from(report.recovered);
         state.last_error.clone_from(&report.error);
+        // A gap is recorded by the pass that moves the stored cursor past
+        // it: a pass at the same time that found it too reports nothing.
         if let Some(gap) = &report.gap {
-            state.gaps.push(gap.clone());
-            let excess = state.gaps.len().saturating_sub(MAX_GAPS);
-            state.gaps.drain(..excess);
+            if stored_cursor.is_some_and(|c| c >= gap.to) {
+                gap_found = false;
+            } else {
+                state.gaps.push(gap.clone());
+                let excess = state.gaps.len().saturating_sub(MAX_GAPS);
+                state.gaps.drain(..excess);
+            }
         }
+        state.cursor = Some(stored_cursor.map_or(walked.cursor, |c| c.max(walked.cursor)));
         locked.save().await?;
         report.cursor = locked.connection.reconcile.cursor;
         Ok(locked.connection.clone())
@@ -224,6 +236,9 @@ async fn pass(app: &App, id: &str, max_pages: usize) -> Result<PassReport> {
                 "event_ids": report.recovered_ids.iter().take(MAX_NAMED_IN_NOTICE).collect::<Vec<_>>(),
             }),
         });
+    }
+    if !gap_found {
+        report.gap = None;
     }
     if let Some(gap) = &report.gap {
         app.metrics.record(Measure::EventGap);
@@ -258,6 +273,7 @@ async fn catch_up(
     app: &App,
     c: &Connection,
     secrets: &ConnectionSecrets,
+    types: &[String],
     max_pages: usize,
     report: &mut PassReport,
 ) -> Walked {
@@ -286,13 +302,6 @@ async fn catch_up(
             .unwrap_or(MAX_WINDOW_SECS)
             .clamp(MIN_WINDOW_SECS, MAX_WINDOW_SECS),
         error: None,
-    };
-    let types = match endpoint::subscribed_events(app, c).await {
-        Ok(types) => types,
-        Err(e) => {
-            walked.error = Some(e.to_string());
-            return walked;
-        }
     };
     if types.is_empty() {
         // Nothing subscribed: nothing was owed up to now.
@@ -465,6 +474,7 @@ pub(crate) struct Notice {
 async fn repair(
     app: &App,
     locked: &mut Locked<'_>,
+    events: &[String],
     notices: &mut Vec<Notice>,
 ) -> Result<Vec<Repair>> {
     let mut repairs = Vec::new();
@@ -498,13 +508,12 @@ async fn repair(
         locked.save().await?;
     }
     let c = locked.connection.clone();
-    let events = endpoint::subscribed_events(app, &c).await?;
     let Some(endpoint_id) = c.webhook_endpoint_id.clone() else {
         if !events.is_empty() {
             // Needed and missing (a create that failed): made now.
-            let key = format!("stripe-connector-endpoint-{}-v{}", c.id, c.version);
+            let key = endpoint::creation_key(&c);
             let id =
-                endpoint::create(app, locked, &url, &events, &c.api_version, &key, false).await?;
+                endpoint::create(app, locked, &url, events, &c.api_version, &key, false).await?;
             locked.connection.webhook_endpoint_id = Some(id.clone());
             repairs.push(repaired(locked, notices, now, "missing", "created", &id));
             locked.save().await?;
@@ -519,8 +528,8 @@ async fn repair(
     let found = endpoint::observe(&stripe, &endpoint_id).await?;
     let Some(found) = found else {
         tracing::warn!(connection = %c.id, endpoint = %endpoint_id, "managed endpoint deleted in Stripe; recreating");
-        let key = format!("stripe-connector-endpoint-{}-v{}", c.id, c.version);
-        let id = endpoint::create(app, locked, &url, &events, &c.api_version, &key, true).await?;
+        let key = endpoint::creation_key(&c);
+        let id = endpoint::create(app, locked, &url, events, &c.api_version, &key, true).await?;
         locked.connection.webhook_endpoint_id = Some(id.clone());
         locked.connection.reconcile.endpoint_disabled_since = None;
         repairs.push(repaired(locked, notices, now, "deleted", "recreated", &id));
