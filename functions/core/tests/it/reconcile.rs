@@ -998,3 +998,33 @@ async fn an_alert_the_target_did_not_take_is_delivered_by_the_next_pass() {
     assert_eq!(delivered[0].body, body, "the same payload as the first try");
     assert_eq!(env.health().await["alerts_waiting"], 0);
 }
+
+/// Two containers keeping notices at once (the target down): both wait,
+/// neither write loses the other's; the next pass delivers both.
+#[tokio::test]
+async fn notices_kept_by_two_containers_at_once_both_wait_and_arrive() {
+    use connector_core::service::alerts;
+    let env = env(200).await;
+    env.alerts.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&env.alerts)
+        .await;
+    let other = env.second_app();
+    let c = env.store.get_connection(&env.conn).await.unwrap().unwrap();
+    let (a, b) = tokio::join!(
+        alerts::notify(&env.app, &c, alerts::RUN_DEAD, "evt_a/wf_a", json!({})),
+        alerts::notify(&other, &c, alerts::RUN_DEAD, "evt_b/wf_b", json!({})),
+    );
+    assert!(!a && !b);
+    assert_eq!(env.health().await["alerts_waiting"], 2);
+    env.alerts.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&env.alerts)
+        .await;
+    env.clock.set(T0 + 300);
+    env.pass().await;
+    assert_eq!(env.alerts_of("run.dead").await.len(), 2);
+    assert_eq!(env.health().await["alerts_waiting"], 0);
+}
